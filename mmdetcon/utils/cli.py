@@ -1,0 +1,133 @@
+"""Shared command-line plumbing of ``tools/*.py``: config loading and one-line errors."""
+import difflib
+import os.path as osp
+import re
+import sys
+from typing import Any, Callable, Dict, Iterable, Optional
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
+
+
+class UserError(Exception):
+    """Bad input from the user (file, key, option): printed as one line, no traceback."""
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ''
+
+
+def check_cfg_options(cfg: Config, options: Dict[str, Any]) -> None:
+    """Reject ``--cfg-options`` keys whose parent exists but which name no entry of it (typos)."""
+    for key in options:
+        node: Any = cfg
+        parts = key.split('.')
+        for depth, part in enumerate(parts):
+            if isinstance(node, (list, tuple)) and part.isdigit():
+                node = node[int(part)] if int(part) < len(node) else None
+                continue
+            if not hasattr(node, 'keys'):
+                break
+            if part not in node:
+                if depth == len(parts) - 1 and depth > 0:
+                    break  # adding a new leaf to an existing dict is legitimate (e.g. loss_scale)
+                raise UserError(f"--cfg-options: unknown config key '{'.'.join(parts[:depth + 1])}'"
+                                + _closest(part, node.keys()))
+            node = node[part]
+
+
+def load_config(path: str, cfg_options: Optional[Dict[str, Any]] = None,
+                launcher: str = 'none') -> Config:
+    """Load a config with readable errors and pick gloo when CUDA is absent."""
+    if not osp.isfile(path):
+        raise UserError(f'config file not found: {path}')
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as e:
+        raise UserError(f'syntax error in config {e.filename}:{e.lineno}: {e.msg}') from None
+    if cfg_options:
+        check_cfg_options(cfg, cfg_options)
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if launcher != 'none' and not torch.cuda.is_available():
+        _cpu_distributed(cfg)
+    return cfg
+
+
+def _replace_sync_bn(node: Any) -> int:
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_sync_bn(value)
+    return count
+
+
+def _cpu_distributed(cfg: Config) -> None:
+    """Multi-process training without CUDA: gloo, DDP without device ids, BN instead of SyncBN.
+
+    torch's SyncBatchNorm has no CPU kernel, and mmengine's ``init_dist`` calls ``torch.cuda.set_device``,
+    so the process group is created here (the Runner skips ``init_dist`` when one exists).
+    """
+    import torch.distributed as dist
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                 broadcast_buffers=False,
+                                 find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if _replace_sync_bn(cfg.get('model')):
+        print('[mmdetcon] no CUDA: SyncBN layers run as per-process BN', file=sys.stderr)
+    if cfg.launcher == 'pytorch' and not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
+_REGISTRY_MISS = re.compile(r"'?(\w[\w.]*)'? is not in the ([\w:]+) registry")
+
+
+def explain(exc: BaseException) -> str:
+    """One line that names the offending file, key or type."""
+    msg = str(exc).strip().strip('"').splitlines()[0] if str(exc).strip() else type(exc).__name__
+    miss = _REGISTRY_MISS.search(str(exc))
+    if miss:
+        name, registry = miss.groups()
+        try:
+            from mmengine.registry import Registry
+            from mmpretrain import registry as reg
+            table = {}
+            for attr in dir(reg):
+                r = getattr(reg, attr)
+                if isinstance(r, Registry):
+                    table.update(r.module_dict)
+            return (f"config error: type '{name}' is not registered in {registry}"
+                    + _closest(name, table.keys()))
+        except Exception:  # pragma: no cover - the hint is best effort
+            return f"config error: type '{name}' is not registered in {registry}"
+    if isinstance(exc, UserError):
+        return msg
+    return f'{type(exc).__name__}: {msg}'
+
+
+def run_cli(main: Callable[[Any], None], args: Any) -> None:
+    """Run ``main(args)``; an error ends with one line on stderr and exit code 1 (``--debug``: traceback)."""
+    try:
+        main(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary
+        if getattr(args, 'debug', False):
+            raise
+        # mmengine re-raises build errors as "class X in module: ..."; prefer the cause that names the thing.
+        chain, node = [], exc
+        while node is not None and len(chain) < 20:
+            chain.append(node)
+            node = node.__cause__ or node.__context__
+        named = [e for e in chain if isinstance(e, (UserError, FileNotFoundError))
+                 or _REGISTRY_MISS.search(str(e))]
+        line = explain(named[-1] if named else exc)
+        print(f'error: {line}  (--debug shows the traceback)', file=sys.stderr)
+        sys.exit(1)

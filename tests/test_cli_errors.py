@@ -1,0 +1,59 @@
+"""Bad input to the tools ends with one clear line on stderr that names the offending thing."""
+import os
+import os.path as osp
+import shutil
+
+from conftest import ROOT, run_tool
+
+BYOL = 'configs/baselines/byol_resnet18_1xb32-lars-coslr-5e_shapes.py'
+
+
+def _error_line(proc):
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    return lines[-1]
+
+
+def _opts(root, *extra):
+    return ['--no-persistent-workers', '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+            'train_dataloader.dataset.num_images=16', 'train_dataloader.batch_size=4',
+            'train_dataloader.num_workers=0', 'train_cfg.max_epochs=1', *extra]
+
+
+def test_missing_config_file(tmp_path):
+    line = _error_line(run_tool(['tools/train.py', str(tmp_path / 'nope.py')], check=False))
+    assert 'nope.py' in line
+
+
+def test_config_type_typo(tmp_path):
+    cfg = tmp_path / 'typo.py'
+    cfg.write_text(f"_base_ = ['{osp.join(ROOT, BYOL)}']\nmodel = dict(type='BYOLL')\n")
+    line = _error_line(run_tool(['tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'w')], check=False))
+    assert "'BYOLL'" in line and "did you mean 'BYOL'" in line, line
+
+
+def test_cfg_options_key_typo(tmp_path):
+    line = _error_line(run_tool(['tools/train.py', BYOL, '--cfg-options', 'train_cfgg.max_epochs=1'],
+                                check=False))
+    assert "'train_cfgg'" in line and "'train_cfg'" in line, line
+
+
+def test_missing_data_root(tmp_path):
+    missing = str(tmp_path / 'no_such_root')
+    proc = run_tool(['tools/train.py', BYOL, '--work-dir', str(tmp_path / 'w')]
+                    + _opts(missing, 'train_dataloader.dataset.generate=False'), check=False)
+    line = _error_line(proc)
+    assert missing in line, line
+
+
+def test_unreadable_image(shapes_root, tmp_path):
+    root = str(tmp_path / 'shapes')
+    shutil.copytree(shapes_root, root)
+    images = sorted(os.listdir(osp.join(root, 'train', 'images')))
+    bad = osp.join(root, 'train', 'images', images[3])
+    with open(bad, 'wb') as f:
+        f.write(b'this is not an image')
+    proc = run_tool(['tools/train.py', BYOL, '--work-dir', str(tmp_path / 'w')] + _opts(root), check=False)
+    line = _error_line(proc)
+    assert images[3] in line, line
