@@ -33,8 +33,9 @@ def parse_args() -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     import json
 
-    from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from mmdetcon.registry import RUNNERS  # mmpretrain's: holds TrustedCheckpointRunner and sees mmengine's
 
     cfg = load_config(args.config, args.cfg_options, args.launcher)
     if cfg.get('test_dataloader') is None or cfg.get('test_cfg') is None:
