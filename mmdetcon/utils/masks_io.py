@@ -18,13 +18,13 @@ FH_SCALE = 1000
 FH_SIGMA = 0.8
 FH_MIN_SIZE = 1000
 #: zlib level of ``save_id_map``. With PNG filtering off (flat label maps gain nothing from it),
-#: level 6 is ~35 % smaller than OpenCV's default (level 3, adaptive filters) at about the same
-#: encoding time; level 9 saves another ~15 % for ~7x the time (docs/masks.md has the measurement).
+#: level 6 is ~45 % smaller than OpenCV's default (level 3, adaptive filters) for ~2 ms more per
+#: 500x375 mask; level 9 saves another ~17 % for ~6x the time (measured in docs/masks.md).
 PNG_COMPRESSION = 6
 BACKENDS = ('skimage', 'opencv')
 _OPENCV_HINT = ("the 'opencv' FH backend needs cv2.ximgproc from OpenCV contrib: "
-                'pip install opencv-contrib-python-headless (at the same version as the installed '
-                'opencv-python / opencv-python-headless, which it replaces; see docs/masks.md)')
+                'pip install opencv-contrib-python-headless, at exactly the version of the installed '
+                'opencv-python(-headless) since both provide cv2 (see docs/masks.md)')
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
 _SWAP_ORIENTATIONS = (5, 6, 7, 8)
 
