@@ -8,8 +8,7 @@
 # precompute them (same parameters):
 #   python tools/masks/generate_masks.py --img-root data/shapes/train/images \
 #       --out-root data/shapes/train/masks_fh --scale 87 --sigma 0.8 --min-size 87
-# Ground-truth instance masks instead: set `with_masks='instance'` in the dataset and replace the
-# LoadIdMap step by `dict(type='LoadIdMap')` (it then reads the dataset's `seg_map_path`).
+# Ground-truth instance masks instead: set `with_masks='instance'` in the dataset.
 dataset_type = 'ShapesDataset'
 data_root = 'data/shapes/'
 crop_size = 96  # a multiple of 32: a 3x3 grid of res5 cells
@@ -49,8 +48,8 @@ view_pipeline2 = [
 ]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadIdMap', mask_root=data_root + 'train/masks_fh',
-         img_root=data_root + 'train/images', fallback='felzenszwalb', fallback_cfg=fh_cfg),
+    # reads the dataset's seg_map_path ({data_root}/train/masks_fh/*.png), FH online where absent
+    dict(type='LoadIdMap', fallback='felzenszwalb', fallback_cfg=fh_cfg),
     dict(type='MultiViewWithMask', num_views=[1, 1],
          transforms=[view_pipeline1, view_pipeline2]),
     dict(type='PackInputs'),
@@ -70,4 +69,5 @@ train_dataloader = dict(
         num_images=256,  # as the shapes BYOL/MoCo/SimCLR bases, for comparable runs
         image_size=128,
         seed=0,
+        with_masks='masks_fh',
         pipeline=train_pipeline))
