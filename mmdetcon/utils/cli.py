@@ -92,6 +92,10 @@ _REGISTRY_MISS = re.compile(r"'?(\w[\w.]*)'? is not in the ([\w:]+) registry")
 def explain(exc: BaseException) -> str:
     """One line that names the offending file, key or type."""
     msg = str(exc).strip().strip('"').splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if msg.startswith('Caught ') and 'in DataLoader worker' in msg:
+        # torch re-raises a worker's error as 'Caught X in DataLoader worker ...' + its traceback,
+        # whose last line ('X: message') names the file.
+        msg = str(exc).strip().splitlines()[-1].split(': ', 1)[-1]
     miss = _REGISTRY_MISS.search(str(exc))
     if miss:
         name, registry = miss.groups()

@@ -1,0 +1,37 @@
+# MoCo v2 views (mmpretrain imagenet_bs32_mocov2.py, also DenseCL's) for the 128 px synthetic shapes:
+# 96 px crops of scale (0.2, 1) instead of 224, every probability unchanged, blur sigma U(0.1, 2.0) px as in
+# the MoCo code. drop_last keeps every batch full, as the key queue requires. HueSafeColorJitter =
+# mmpretrain ColorJitter whose hue op also works on numpy 2. ShapesDataset writes the images on first use.
+dataset_type = 'ShapesDataset'
+data_root = 'data/shapes'
+crop_size = 96
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+
+view_pipeline = [
+    dict(type='RandomResizedCrop', scale=crop_size, crop_ratio_range=(0.2, 1.), backend='pillow'),
+    dict(type='RandomApply',
+         transforms=[dict(type='HueSafeColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
+         prob=0.8),
+    dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
+    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.5),
+    dict(type='RandomFlip', prob=0.5),
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiView', num_views=2, transforms=[view_pipeline]),
+    dict(type='PackInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    drop_last=True,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train', num_images=256, image_size=128,
+                 seed=0, pipeline=train_pipeline))
