@@ -23,10 +23,10 @@ test: venv
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 demo: venv
-	$(PYTHON) tools/train.py $(DEMO_CONFIG) --work-dir work_dirs/demo
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTHON) tools/train.py $(DEMO_CONFIG) --work-dir work_dirs/demo
 
 demo-byol: venv
-	$(PYTHON) tools/train.py configs/baselines/byol_resnet18_1xb32-lars-coslr-5e_shapes.py --work-dir work_dirs/demo-byol
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTHON) tools/train.py configs/baselines/byol_resnet18_1xb32-lars-coslr-5e_shapes.py --work-dir work_dirs/demo-byol
 
 clean-venv:
 	rm -rf $(VENV)

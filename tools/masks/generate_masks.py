@@ -134,8 +134,8 @@ def _init_worker(params: Dict) -> None:
     _PARAMS.update(params)
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ[var] = '1'
-    import cv2
-    cv2.setNumThreads(1)
+    # No cv2.setNumThreads here: a forked child must not touch the thread pool it inherited (it can
+    # hang on a lock held by a parent thread); the parent stops its pool before forking.
     if sys.platform.startswith('linux'):
         try:
             import ctypes
@@ -213,6 +213,8 @@ def _execute(tasks: List[Tuple[str, str, str]], params: Dict, workers: int,
         return
     # A bounded queue of chunks keeps memory flat for millions of images. The workers start (fork)
     # at the first submit, before the progress bar starts its monitor thread.
+    import cv2
+    cv2.setNumThreads(1)  # joins cv2's worker threads, so the forked workers inherit no pool
     pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(params,))
     bar = None
     try:

@@ -1,0 +1,1 @@
+from .detcon_head import DetConHead  # noqa: F401
