@@ -21,7 +21,8 @@ import secrets
 from typing import Any, Optional
 
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import is_distributed, is_main_process
+from mmengine.model import revert_sync_batchnorm
 from mmengine.runner import CheckpointLoader, Runner
 
 from mmdetcon.registry import RUNNERS
@@ -112,7 +113,16 @@ CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, forc
 
 @RUNNERS.register_module()
 class TrustedCheckpointRunner(Runner):
-    """mmengine ``Runner`` that signs the checkpoints it saves, so ``--resume`` can load them."""
+    """mmengine ``Runner`` that signs the checkpoints it saves, so ``--resume`` can load them.
+
+    It also lets multi-process runs work without CUDA: torch's SyncBatchNorm has no CPU kernel, so
+    there its layers (EMA/key copies included) become per-process BN of the same dimensionality.
+    """
+
+    def wrap_model(self, model_wrapper_cfg: Optional[dict], model: torch.nn.Module) -> torch.nn.Module:
+        if is_distributed() and not torch.cuda.is_available():
+            model = revert_sync_batchnorm(model)
+        return super().wrap_model(model_wrapper_cfg, model)
 
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
         super().save_checkpoint(out_dir, filename, *args, **kwargs)

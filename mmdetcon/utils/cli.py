@@ -55,33 +55,17 @@ def load_config(path: str, cfg_options: Optional[Dict[str, Any]] = None,
     return cfg
 
 
-def _replace_sync_bn(node: Any) -> int:
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
-            node['type'] = 'BN'
-            count += 1
-        for value in node.values():
-            count += _replace_sync_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            count += _replace_sync_bn(value)
-    return count
-
-
 def _cpu_distributed(cfg: Config) -> None:
-    """Multi-process training without CUDA: gloo, DDP without device ids, BN instead of SyncBN.
+    """Multi-process training without CUDA: gloo and DDP without device ids.
 
-    torch's SyncBatchNorm has no CPU kernel, and mmengine's ``init_dist`` calls ``torch.cuda.set_device``,
-    so the process group is created here (the Runner skips ``init_dist`` when one exists).
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device``, so the process group is created here (the
+    Runner skips ``init_dist`` when one exists). SyncBN is reverted by ``TrustedCheckpointRunner``.
     """
     import torch.distributed as dist
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                  broadcast_buffers=False,
                                  find_unused_parameters=cfg.get('find_unused_parameters', False))
-    if _replace_sync_bn(cfg.get('model')):
-        print('[mmdetcon] no CUDA: SyncBN layers run as per-process BN', file=sys.stderr)
     if cfg.launcher == 'pytorch' and not dist.is_initialized():
         dist.init_process_group(backend='gloo')
 
