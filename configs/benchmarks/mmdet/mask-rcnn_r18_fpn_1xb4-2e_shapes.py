@@ -28,7 +28,13 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512], norm_cfg=norm_cfg),
     roi_head=dict(
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', norm_cfg=norm_cfg, num_classes=num_classes),
-        mask_head=dict(norm_cfg=norm_cfg, num_classes=num_classes)))
+        mask_head=dict(norm_cfg=norm_cfg, num_classes=num_classes)),
+    # 128 px scenes hold at most 6 objects: far fewer proposals and sampled RoIs than COCO's 2000 / 512 keep
+    # the RoI heads (most of the compute on a CPU) affordable.
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300)))
 
 data_root = 'data/shapes'
 image_scale = (128, 128)
