@@ -61,3 +61,8 @@ def test_signature_is_keyed_per_user(tmp_path, monkeypatch):
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match='absent.pth'):
         load_local_checkpoint(str(tmp_path / 'absent.pth'))
+
+
+def test_empty_path_says_what_to_set():
+    with pytest.raises(FileNotFoundError, match='init_cfg.checkpoint'):
+        load_local_checkpoint('')

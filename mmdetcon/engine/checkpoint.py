@@ -94,6 +94,9 @@ def is_trusted(path: str) -> bool:
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
     """mmengine loader for local paths: full unpickling only for signed run files."""
     filename = osp.expanduser(filename)
+    if not filename:
+        raise FileNotFoundError('checkpoint path is empty: set it, e.g. `--cfg-options '
+                                'model.backbone.init_cfg.checkpoint=backbone.pth`')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint not found: {filename}')
     if is_trusted(filename):
