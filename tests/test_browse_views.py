@@ -22,13 +22,6 @@ def _tool():
     return module
 
 
-@pytest.fixture(scope='module')
-def tiny_shapes(tmp_path_factory) -> str:
-    from mmdetcon.datasets.shapes import make_shapes
-    root = str(tmp_path_factory.mktemp('shapes4'))
-    make_shapes(root, num_images=4, image_size=128, seed=0, split='train')
-    return root
-
 
 def _options(config: str, root: str) -> list:
     """--cfg-options pointing the config's dataset (and a LoadIdMap with its own roots) at ``root``."""
@@ -51,33 +44,33 @@ def _check_png(path: str, min_w: int, min_h: int) -> None:
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # a picture, not a blank canvas
 
 
-def test_detcon_cli_writes_png(tiny_shapes, tmp_path):
+def test_detcon_cli_writes_png(shapes_root, tmp_path):
     out = tmp_path / 'detcon'
     proc = run_tool(['tools/analysis/browse_views.py', DETCON, '--out', str(out), '-n', '1',
-                     '--cfg-options', *_options(DETCON, tiny_shapes)], timeout=300)
+                     '--cfg-options', *_options(DETCON, shapes_root)], timeout=300)
     files = sorted(os.listdir(out))
     assert files == ['000000_000000.png'], (files, proc.stderr[-2000:])
     _check_png(str(out / files[0]), 1000, 500)
 
 
-def test_detco_png(tiny_shapes, tmp_path):
+def test_detco_png(shapes_root, tmp_path):
     bv = _tool()
     out = tmp_path / 'detco'
     bv.main(bv.parse_args([DETCO, '--out', str(out), '-n', '1', '--start', '2',
-                           '--cfg-options', *_options(DETCO, tiny_shapes)]))
+                           '--cfg-options', *_options(DETCO, shapes_root)]))
     files = sorted(os.listdir(out))
     assert files == ['000002_000002.png']
     _check_png(str(out / files[0]), 800, 500)
 
 
-def test_detcon_capture_keeps_image_ids(tiny_shapes):
+def test_detcon_capture_keeps_image_ids(shapes_root):
     """The captured image-level map is the mask source's output, and each view's ids come from it."""
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
 
     from mmdetcon.utils.cli import load_config
     bv = _tool()
-    args = bv.parse_args([DETCON, '--out', 'unused', '--cfg-options', *_options(DETCON, tiny_shapes)])
+    args = bv.parse_args([DETCON, '--out', 'unused', '--cfg-options', *_options(DETCON, shapes_root)])
     cfg = load_config(osp.join(ROOT, DETCON), args.cfg_options)
     init_default_scope('mmpretrain')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
