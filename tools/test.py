@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> None:
 
     from mmengine.runner import Runner
 
-    from mmdetcon.registry import RUNNERS  # mmpretrain's: holds TrustedCheckpointRunner and sees mmengine's
+    from mmdetcon.registry import RUNNERS  # mmpretrain's: holds MMDetConRunner and sees mmengine's
 
     cfg = load_config(args.config, args.cfg_options, args.launcher)
     if cfg.get('test_dataloader') is None or cfg.get('test_cfg') is None:

@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     from mmengine.runner import Runner
 
-    from mmdetcon.registry import RUNNERS  # mmpretrain's: holds TrustedCheckpointRunner and sees mmengine's
+    from mmdetcon.registry import RUNNERS  # mmpretrain's: holds MMDetConRunner and sees mmengine's
 
     cfg = load_config(args.config, args.cfg_options, args.launcher)
     if args.no_validate:

@@ -2,8 +2,9 @@
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmdetcon'], allow_failed_imports=False)
 
-# Signs the checkpoints it writes so that `--resume` works on torch >= 2.6 (mmdetcon/engine/checkpoint.py).
-runner_type = 'TrustedCheckpointRunner'
+# Re-seeds every epoch (exact resume), counts skipped unreadable files, runs on CPU clusters
+# (mmdetcon/engine/runner.py).
+runner_type = 'MMDetConRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

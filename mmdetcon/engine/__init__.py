@@ -1,5 +1,6 @@
-from .checkpoint import (TrustedCheckpointRunner, UntrustedCheckpointError, is_trusted,
-                         load_local_checkpoint, sign_checkpoint)
+from .checkpoint import UnsafeCheckpointError, load_local_checkpoint
+from .hooks import EpochSeedHook, SkippedFilesHook
+from .runner import MMDetConRunner
 
-__all__ = ['TrustedCheckpointRunner', 'UntrustedCheckpointError', 'is_trusted',
-           'load_local_checkpoint', 'sign_checkpoint']
+__all__ = ['EpochSeedHook', 'MMDetConRunner', 'SkippedFilesHook', 'UnsafeCheckpointError',
+           'load_local_checkpoint']

@@ -59,7 +59,7 @@ def _cpu_distributed(cfg: Config) -> None:
     """Multi-process training without CUDA: gloo and DDP without device ids.
 
     mmengine's ``init_dist`` calls ``torch.cuda.set_device``, so the process group is created here (the
-    Runner skips ``init_dist`` when one exists). SyncBN is reverted by ``TrustedCheckpointRunner``.
+    Runner skips ``init_dist`` when one exists). SyncBN is reverted by ``MMDetConRunner``.
     """
     import torch.distributed as dist
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'

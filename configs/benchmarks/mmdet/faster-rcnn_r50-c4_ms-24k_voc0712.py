@@ -10,7 +10,7 @@ _base_ = 'mmdet::pascal_voc/faster-rcnn_r50-caffe-c4_ms-18k_voc0712.py'
 
 custom_imports = dict(
     imports=['mmdetcon', 'mmpretrain.models.utils.res_layer_extra_norm'], allow_failed_imports=False)
-runner_type = 'mmpretrain.TrustedCheckpointRunner'
+runner_type = 'mmpretrain.MMDetConRunner'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

@@ -14,7 +14,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 # ShapesCocoDataset and SubsetCocoMetric are registered in mmdet's registries by mmdetcon.datasets.shapes_coco.
 custom_imports = dict(imports=['mmdetcon', 'mmdetcon.datasets.shapes_coco'], allow_failed_imports=False)
-runner_type = 'mmpretrain.TrustedCheckpointRunner'
+runner_type = 'mmpretrain.MMDetConRunner'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # plain BN in a non-distributed run
 num_classes = 8

@@ -11,7 +11,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py'
 # ResLayerExtraNorm registers into mmdet's MODELS (needs full mmcv); mmdetcon installs the weights_only loader.
 custom_imports = dict(
     imports=['mmdetcon', 'mmpretrain.models.utils.res_layer_extra_norm'], allow_failed_imports=False)
-runner_type = 'mmpretrain.TrustedCheckpointRunner'
+runner_type = 'mmpretrain.MMDetConRunner'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

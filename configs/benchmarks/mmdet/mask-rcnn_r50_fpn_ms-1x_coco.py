@@ -13,8 +13,8 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 # mmdetcon installs the checkpoint loader that keeps torch.load(weights_only=True) for foreign files.
 custom_imports = dict(imports=['mmdetcon'], allow_failed_imports=False)
-# Signs the checkpoints it writes, so that --resume works on torch >= 2.6 (mmdetcon/engine/checkpoint.py).
-runner_type = 'mmpretrain.TrustedCheckpointRunner'
+# Exact resume and CPU multi-process runs (mmdetcon/engine/runner.py).
+runner_type = 'mmpretrain.MMDetConRunner'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

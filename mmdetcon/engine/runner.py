@@ -1,0 +1,42 @@
+"""The runner every mmdetcon config uses (``runner_type='MMDetConRunner'``)."""
+from typing import List, Optional, Union
+
+import torch
+from mmengine.dist import is_distributed
+from mmengine.hooks import Hook
+from mmengine.model import revert_sync_batchnorm
+from mmengine.runner import Runner
+
+from mmdetcon.registry import RUNNERS
+from .hooks import EpochSeedHook, SkippedFilesHook
+
+
+@RUNNERS.register_module()
+class MMDetConRunner(Runner):
+    """mmengine ``Runner`` that resumes exactly, tolerates unreadable files, and trains on CPU clusters.
+
+    - Adds :class:`EpochSeedHook` (random, numpy and torch re-seeded at every epoch from the run's seed
+      and the epoch) and :class:`SkippedFilesHook` (counts and limits skipped unreadable files) unless
+      ``custom_hooks`` already configures them.
+    - Multi-process runs without CUDA: torch's SyncBatchNorm has no CPU kernel, so there its layers
+      (EMA/key copies included) become per-process BN of the same dimensionality.
+
+    Checkpoints load through :func:`mmdetcon.engine.checkpoint.load_local_checkpoint` (any runner).
+    """
+
+    def register_hooks(self, default_hooks: Optional[dict] = None,
+                       custom_hooks: Optional[List[Union[Hook, dict]]] = None) -> None:
+        hooks = list(custom_hooks or [])
+
+        def configured(cls: type) -> bool:
+            return any(isinstance(h, cls) or (isinstance(h, dict) and
+                                              str(h.get('type')).split('.')[-1] == cls.__name__)
+                       for h in hooks)
+
+        hooks += [cls() for cls in (EpochSeedHook, SkippedFilesHook) if not configured(cls)]
+        super().register_hooks(default_hooks, hooks)
+
+    def wrap_model(self, model_wrapper_cfg: Optional[dict], model: torch.nn.Module) -> torch.nn.Module:
+        if is_distributed() and not torch.cuda.is_available():
+            model = revert_sync_batchnorm(model)
+        return super().wrap_model(model_wrapper_cfg, model)
