@@ -9,6 +9,7 @@ from mmpretrain.structures import DataSample
 
 from mmdetcon.registry import MODELS
 from ..utils.batch_shuffle import batch_shuffle_multi, batch_unshuffle_multi
+from ..utils.gather import rank_mean
 from ..utils.queue import FeatureQueues
 
 
@@ -18,7 +19,8 @@ class DetCo(BaseSelfSupervisor):
 
     ``inputs`` is a list of ``2 + 2 * num_patches`` views [N, 3, H, W]: the query and key global views,
     then the query patch set, then the key patch set (slot order). The neck is a :class:`DetCoNeck`,
-    the head a :class:`DetCoLoss`. ``momentum`` follows mmengine (0.001 = key encoder m 0.999).
+    the head a :class:`DetCoLoss`. ``momentum`` follows mmengine (0.001 = key encoder m 0.999). The
+    returned losses and terms are means over ranks (gradients stay local).
     """
 
     def __init__(self,
@@ -75,4 +77,4 @@ class DetCo(BaseSelfSupervisor):
         # After the loss: the current keys are never negatives for themselves.
         queues.enqueue({f'{kind}_{s}': k for kind, ks in (('global', k_global), ('local', k_local))
                         for s, k in zip(self.stages, ks)})
-        return losses
+        return rank_mean(losses)

@@ -9,13 +9,15 @@ from mmpretrain.models.utils import CosineEMA
 from mmpretrain.structures import DataSample
 
 from mmdetcon.registry import MODELS
+from ..utils.gather import rank_mean
 from ..utils.mask_pooling import downsample_masks, sample_mask_ids
 
 
 class _DetConBase(BaseSelfSupervisor):
     """Shared mask handling. ``inputs`` holds 2 views [B,3,H,W]; each data sample carries ``mask``
     (2,H,W): the image-level segment ids seen by each view. Every view samples ``num_samples`` ids
-    among those owning a cell of the backbone's last feature map."""
+    among those owning a cell of the backbone's last feature map. The returned loss and statistics
+    are means over ranks (gradients stay local)."""
 
     def __init__(self, backbone: dict, neck: dict, head: dict, num_samples: int = 16,
                  pretrained: Optional[str] = None, data_preprocessor: Optional[dict] = None,
@@ -90,7 +92,7 @@ class DetConB(_DetConBase):
             backbone_t, neck_t = self.target_net.module
             target = [neck_t(backbone_t(img), c, i) for img, c, i in zip(inputs, cells, ids)]
         loss = self.head.loss(online[0], online[1], ids[0], ids[1], target[0], target[1])
-        return dict(loss=loss, **self._stats(cells, ids))
+        return rank_mean(dict(loss=loss, **self._stats(cells, ids)))
 
 
 @MODELS.register_module()
@@ -103,4 +105,4 @@ class DetConS(_DetConBase):
              **kwargs) -> Dict[str, torch.Tensor]:
         cells, ids, proj = self._encode_views(inputs, data_samples)
         loss = self.head.loss(proj[0], proj[1], ids[0], ids[1])
-        return dict(loss=loss, **self._stats(cells, ids))
+        return rank_mean(dict(loss=loss, **self._stats(cells, ids)))

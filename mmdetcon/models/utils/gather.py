@@ -1,10 +1,10 @@
-"""The one all-gather utility shared by every algorithm.
+"""The cross-rank collectives shared by every algorithm.
 
-Both functions concatenate equally shaped per-rank tensors along dim 0 in rank order and return the
-input unchanged when no process group (or a world of one) is initialised, so the same code runs in
-single-process CPU tests.
+The gathers concatenate equally shaped per-rank tensors along dim 0 in rank order; ``rank_mean`` averages
+logged scalars. All return the input unchanged when no process group (or a world of one) is initialised,
+so the same code runs in single-process CPU tests.
 """
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.distributed as dist
@@ -48,3 +48,23 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed() or get_world_size() == 1:
         return x
     return torch.cat(_GatherWithGrad.apply(x), dim=0)
+
+
+def rank_mean(values: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Scalars -> their mean over ranks, for logging, with one all_reduce of a stacked vector.
+
+    A value carrying a gradient becomes ``mean + (local - local.detach())``: it equals the mean exactly,
+    while its gradient is still the local one (DDP averages gradients itself).
+    """
+    if not is_distributed() or get_world_size() == 1 or not values:
+        return values
+    keys = list(values)
+    local = torch.stack([values[k].detach().reshape(()).float() for k in keys])
+    dist.all_reduce(local, op=dist.ReduceOp.SUM)
+    mean = local / get_world_size()
+    out = {}
+    for i, key in enumerate(keys):
+        value = values[key]
+        logged = mean[i].to(value.dtype)
+        out[key] = logged + (value - value.detach()) if value.requires_grad else logged
+    return out
