@@ -1,4 +1,5 @@
-"""tools/analysis/browse_views.py: PNGs for the shapes demo configs, id colours, captured id maps."""
+"""tools/analysis/browse_views.py and the drawing code it runs (mmdetcon.visualization): PNGs for the shapes
+demo configs, id colours, captured id maps."""
 import importlib.util
 import os
 import os.path as osp
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, run_tool
+from mmdetcon import visualization as vis
 from mmdetcon.utils.cli import UserError
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'browse_views.py')
@@ -20,7 +22,6 @@ def _tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
 
 
 def _options(config: str, root: str) -> list:
@@ -74,8 +75,8 @@ def test_detcon_capture_keeps_image_ids(shapes_root):
     cfg = load_config(osp.join(ROOT, DETCON), args.cfg_options)
     init_default_scope('mmpretrain')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    cap = bv.run_pipeline(dataset, 1, seed=3)
-    assert bv.layout_of(cap.results) == 'detcon'
+    cap = vis.run_pipeline(dataset, 1, seed=3)
+    assert vis.layout_of(cap.results) == 'detcon'
     assert cap.ids.shape == cap.image.shape[:2] == (128, 128)
     masks = np.asarray(cap.results['mask'])
     assert masks.shape == (2, 96, 96)
@@ -93,50 +94,50 @@ def test_detcon_capture_keeps_image_ids(shapes_root):
             expect = expect[:, ::-1]
         np.testing.assert_array_equal(masks[v], expect)
     # The same seed gives the same sample.
-    again = bv.run_pipeline(dataset, 1, seed=3)
+    again = vis.run_pipeline(dataset, 1, seed=3)
     np.testing.assert_array_equal(np.asarray(again.results['mask']), masks)
 
 
 def test_grid_ids_follow_the_plurality_rule():
-    bv = _tool()
     masks = np.zeros((2, 64, 64), np.int32)
     masks[0, :, 40:] = 7           # cells (r, 1): 24 of 32 columns are id 7 -> 7
     masks[1, :33, :] = 5           # cells (0, c) all 5; row 1 gets 1 row of 5 -> 0
-    grids = bv.grid_ids(masks, 32, num_samples=64, seed=0)
+    grids = vis.grid_ids(masks, 32, num_samples=64, seed=0)
     np.testing.assert_array_equal(grids[0].cells, [[0, 7], [0, 7]])
     np.testing.assert_array_equal(grids[1].cells, [[5, 5], [0, 0]])
     assert set(grids[0].drawn.tolist()) == {0, 7} and set(grids[1].drawn.tolist()) == {0, 5}
-    with pytest.raises(UserError, match='stride-24'):
-        bv.grid_ids(masks, 24, 16, 0)
+    with pytest.raises(ValueError, match='stride-24'):
+        vis.grid_ids(masks, 24, 16, 0)
 
 
 def test_id_colour_is_fixed_per_id():
-    bv = _tool()
-    first = [bv.id_colour(i) for i in range(50)]
-    assert [bv.id_colour(i) for i in range(50)] == first
-    assert [_tool().id_colour(i) for i in range(50)] == first  # a fresh import: same colours
+    first = [vis.id_colour(i) for i in range(50)]
+    assert [vis.id_colour(i) for i in range(50)] == first
+    fresh = importlib.util.spec_from_file_location('fresh_id_colours', vis.id_colours.__file__)
+    module = importlib.util.module_from_spec(fresh)
+    fresh.loader.exec_module(module)
+    assert [module.id_colour(i) for i in range(50)] == first  # a fresh import: same colours
     assert len(set(first)) == 50
     assert all(0 <= ch <= 1 for c in first for ch in c)
     # Colourised maps: a pixel's colour depends only on its id, whatever else the map holds.
     a = np.array([[3, 3, 9], [12, 9, 3]])
     b = np.array([[40, 9], [3, 0]])
-    ca, cb = bv.colourise(a), bv.colourise(b)
+    ca, cb = vis.colourise(a), vis.colourise(b)
     np.testing.assert_allclose(ca[0, 2], cb[0, 1])
     np.testing.assert_allclose(ca[0, 0], cb[1, 0])
-    np.testing.assert_allclose(ca[1, 2], np.array(bv.id_colour(3), np.float32))
+    np.testing.assert_allclose(ca[1, 2], np.array(vis.id_colour(3), np.float32))
     assert not np.allclose(ca[0, 0], ca[0, 2])
 
 
 def test_detco_without_recorded_cells(tmp_path):
     """A local-patch transform that records no cells: slot order only, still one PNG."""
-    bv = _tool()
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 255, (48, 48, 3), dtype=np.uint8) for _ in range(2)]
     imgs += [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(18)]
-    cap = bv.Capture(0, 'x.png', rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+    cap = vis.Capture(0, 'x.png', rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
                      dict(img=imgs, patch_cells=[None, None]), num_global_views=2)
-    assert bv.layout_of(cap.results) == 'detco'
-    bv.draw_detco(cap, str(tmp_path / 'a.png'), 'test', dpi=60)
+    assert vis.layout_of(cap.results) == 'detco'
+    vis.save_png(vis.draw_capture(cap, 'test', dpi=60), str(tmp_path / 'a.png'))
     _check_png(str(tmp_path / 'a.png'), 500, 300)
 
 
