@@ -1,0 +1,1 @@
+from .resnet_same_padding import MaxPool2dSamePadding, ResNetSamePadding  # noqa: F401
