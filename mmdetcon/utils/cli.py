@@ -37,18 +37,64 @@ def check_cfg_options(cfg: Config, options: Dict[str, Any]) -> None:
             node = node[part]
 
 
+def _mentions_mmdet(node: Any) -> bool:
+    if isinstance(node, dict):
+        kind = node.get('type')
+        return (isinstance(kind, str) and kind.startswith('mmdet.')) or any(map(_mentions_mmdet, node.values()))
+    return isinstance(node, (list, tuple)) and any(map(_mentions_mmdet, node))
+
+
+def needs_mmcv_ops(cfg: Config) -> bool:
+    """Whether a config runs mmdet, whose models and datasets import mmcv's compiled ops."""
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    imports = [imports] if isinstance(imports, str) else imports
+    return (cfg.get('default_scope') == 'mmdet' or any(m.split('.')[0] == 'mmdet' for m in imports)
+            or _mentions_mmdet(cfg.to_dict()))
+
+
+def mmcv_ops_message(what: str, error: BaseException) -> str:
+    """One line: ``what`` needs mmcv's compiled ops, which failed to import with ``error``, and how to get them."""
+    import importlib.metadata as metadata
+    installed = []
+    for dist in ('mmcv', 'mmcv-lite'):
+        try:
+            installed.append(f'{dist} {metadata.version(dist)}')
+        except metadata.PackageNotFoundError:
+            pass
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"{what} needs mmcv's compiled ops, which do not import here ({reason}; "
+            f"{' and '.join(installed) or 'no mmcv'} installed): run `make ops` in the repository, or "
+            f'`PYTHON={sys.executable} tools/install_mmcv.sh`, to build and install mmcv 2.1.0 with its ops '
+            '(once; the wheel is cached)')
+
+
+def require_mmcv_ops(cfg: Config, path: str) -> None:
+    """Raise a one-line :class:`UserError` when ``cfg`` runs mmdet and mmcv's compiled ops do not import."""
+    if not needs_mmcv_ops(cfg):
+        return
+    try:
+        import mmcv.ops  # noqa: F401
+    except ImportError as e:
+        raise UserError(mmcv_ops_message(f'{path} runs mmdet and', e)) from None
+
+
 def load_config(path: str, cfg_options: Optional[Dict[str, Any]] = None,
                 launcher: str = 'none') -> Config:
-    """Load a config with readable errors and pick gloo when CUDA is absent."""
+    """Load a config with readable errors, import its ``custom_imports`` (after checking that mmcv's compiled
+    ops import when it runs mmdet) and pick gloo when CUDA is absent."""
+    from mmengine.utils import import_modules_from_strings
     if not osp.isfile(path):
         raise UserError(f'config file not found: {path}')
     try:
-        cfg = Config.fromfile(path)
+        cfg = Config.fromfile(path, import_custom_modules=False)
     except SyntaxError as e:
         raise UserError(f'syntax error in config {e.filename}:{e.lineno}: {e.msg}') from None
     if cfg_options:
         check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+    require_mmcv_ops(cfg, path)
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
     cfg.launcher = launcher
     if launcher != 'none' and not torch.cuda.is_available():
         _cpu_distributed(cfg)
@@ -116,6 +162,10 @@ def run_cli(main: Callable[[Any], None], args: Any) -> None:
             node = node.__cause__ or node.__context__
         named = [e for e in chain if isinstance(e, (UserError, FileNotFoundError))
                  or _REGISTRY_MISS.search(str(e))]
-        line = explain(named[-1] if named else exc)
+        ops = [e for e in chain if isinstance(e, ImportError) and 'mmcv._ext' in str(e)]
+        if ops and not any(isinstance(e, UserError) for e in chain):
+            line = mmcv_ops_message('a module this run imports', ops[-1])
+        else:
+            line = explain(named[-1] if named else exc)
         print(f'error: {line}  (--debug shows the traceback)', file=sys.stderr)
         sys.exit(1)
