@@ -1,25 +1,35 @@
-# mmdetcon: `make test` and `make demo` bootstrap .venv on a fresh machine (idempotent), then run.
+# mmdetcon: `make demo` and `make test` bootstrap .venv on a fresh machine (idempotent), then run.
+# Pretraining needs no compiled mmcv op, so `make venv` / `make demo` install mmcv-lite (seconds); mmdet does,
+# so `make ops` (and `make test`, which runs the detection tests) builds full mmcv once and caches the wheel.
 PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdetcon-installed
+OPS_STAMP := $(VENV)/.mmdetcon-ops
 DEMO_CONFIG ?= configs/detcon/detcon-b_resnet18_1xb32-lars-coslr-5e_shapes.py
 PYTEST_ARGS ?=
 export MMDETCON_CACHE ?= $(HOME)/.cache/mmdetcon
 
-.PHONY: venv test demo demo-byol clean-venv
+.PHONY: venv ops test demo demo-byol clean-venv
 
 venv: $(STAMP)
 
+# `install_mmcv.sh --lite` keeps a full mmcv that `make ops` installed earlier.
 $(STAMP): requirements/runtime.txt requirements/tests.txt pyproject.toml tools/install_mmcv.sh
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade "pip>=24"
 	$(PYTHON) -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt
-	PYTHON=$(PYTHON) bash tools/install_mmcv.sh
+	PYTHON=$(PYTHON) bash tools/install_mmcv.sh --lite
 	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
-test: venv
+ops: $(OPS_STAMP)
+
+$(OPS_STAMP): $(STAMP)
+	PYTHON=$(PYTHON) bash tools/install_mmcv.sh
+	@touch $@
+
+test: ops
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 demo: venv

@@ -1,17 +1,46 @@
 #!/usr/bin/env bash
-# Build (once) and install mmcv 2.1.0 with compiled ops into the current Python environment.
+# Install mmcv 2.1.0 into the current Python environment, in one of its two forms. They share the import
+# name `mmcv`, so exactly one is installed at a time:
 #
-# mmdet 3.3 needs mmcv's compiled ops and rejects mmcv >= 2.2, and PyPI only has an sdist of 2.1.0,
-# whose setup.py asks for -std=c++17 while the torch 2.14 headers need C++20. The wheel is built from
-# the sdist with that flag raised, then cached under $MMDETCON_CACHE (default ~/.cache/mmdetcon) keyed
-# by Python, torch and CUDA version, so only the first install pays the ~25 min (2 cores) build.
+#   --lite  mmcv-lite, pure Python (a wheel on PyPI, seconds): all that pretraining and the mmpretrain
+#           benchmarks need. An installed full mmcv 2.1.0 is kept as it is.
+#   (none)  full mmcv with compiled ops, which mmdet needs. mmdet 3.3 rejects mmcv >= 2.2, and PyPI only has
+#           an sdist of 2.1.0, whose setup.py asks for -std=c++17 while the torch 2.14 headers need C++20.
+#           The wheel is built from the sdist with that flag raised, then cached under $MMDETCON_CACHE
+#           (default ~/.cache/mmdetcon) keyed by Python, torch and CUDA version, so only the first install
+#           pays the ~25 min (2 cores) build. It replaces mmcv-lite.
 #
-# Usage: PYTHON=.venv/bin/python tools/install_mmcv.sh
+# Usage: PYTHON=.venv/bin/python tools/install_mmcv.sh [--lite]
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
 MMCV_VERSION=${MMCV_VERSION:-2.1.0}
 CACHE=${MMDETCON_CACHE:-$HOME/.cache/mmdetcon}
+case "${1:-}" in
+  --lite) MODE=lite ;;
+  "") MODE=full ;;
+  *) echo "usage: PYTHON=python tools/install_mmcv.sh [--lite]" >&2; exit 2 ;;
+esac
+
+version_of() {  # installed version of a distribution, empty when absent
+  "$PYTHON" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true
+}
+
+if [ "$MODE" = lite ]; then
+  FULL=$(version_of mmcv)
+  if [ "$FULL" = "$MMCV_VERSION" ]; then
+    echo "[install_mmcv] mmcv $MMCV_VERSION (with ops) is installed; keeping it instead of mmcv-lite"
+    exit 0
+  fi
+  if [ -z "$FULL" ] && [ "$(version_of mmcv-lite)" = "$MMCV_VERSION" ]; then
+    echo "[install_mmcv] mmcv-lite $MMCV_VERSION already installed"
+    exit 0
+  fi
+  [ -z "$FULL" ] || "$PYTHON" -m pip uninstall -q -y mmcv
+  "$PYTHON" -m pip install -q "mmcv-lite==$MMCV_VERSION"
+  "$PYTHON" -c "import mmcv; print('[install_mmcv] mmcv-lite', mmcv.__version__, '(no compiled ops: make ops adds them)')"
+  exit 0
+fi
 
 if "$PYTHON" - <<PY 2>/dev/null
 import importlib.metadata as m, sys
@@ -60,6 +89,7 @@ if [ -z "$WHEEL" ]; then
   echo "[install_mmcv] built $(basename "$WHEEL") in $(( $(date +%s) - start ))s, cached in $WHEEL_DIR"
 fi
 
+# mmcv-lite's files are mmcv's Python files: remove it, then (re)write every file of the wheel.
 "$PYTHON" -m pip uninstall -q -y mmcv-lite >/dev/null 2>&1 || true
-"$PYTHON" -m pip install -q --no-deps "$WHEEL"
+"$PYTHON" -m pip install -q --no-deps --force-reinstall "$WHEEL"
 "$PYTHON" -c "import mmcv, mmcv.ops; print('[install_mmcv] mmcv', mmcv.__version__, 'with ops')"
