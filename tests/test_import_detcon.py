@@ -310,3 +310,30 @@ def test_imported_file_loads_through_mmdet_init_cfg(tmp_path, r50_haiku, config)
     loaded = model.backbone.state_dict()
     for k, v in state.items():
         assert torch.equal(loaded[k], v), k
+
+
+def _padding_gap_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('same_padding_gap',
+                                                  osp.join(ROOT, 'tools', 'analysis', 'same_padding_gap.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_padding_gap_figures(tmp_path):
+    import argparse
+    import json
+    tool = _padding_gap_tool()
+    a = torch.randn(2, 8, 5, 6)
+    same = tool.compare([a], [a.clone()])['res2']
+    assert same['cell_mean'] == pytest.approx(1) and same['whole_map'] == pytest.approx(1)
+    b = torch.randn(2, 8, 5, 6)
+    b[..., 1:, 1:] = a[..., :-1, :-1]  # the stock map one cell later
+    shifted = tool.compare([a], [b])['res2']
+    assert shifted['shifted_one_cell_mean'] == pytest.approx(1) and shifted['cell_mean'] < 0.5
+    out = tmp_path / 'gap.json'
+    tool.main(argparse.Namespace(checkpoint='', depth=18, size=64, json=str(out)))
+    stages = json.loads(out.read_text())['stages']
+    assert list(stages) == ['res2', 'res3', 'res4', 'res5'] and stages['res5']['grid'] == '2x2'
+    assert all(-1 <= f['cell_mean'] < 1 for f in stages.values())
