@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from mmdetcon.datasets.shapes import (MAX_OBJECTS, MIN_OBJECTS, SHAPES_CLASSES, ShapesDataset, make_shapes,
-                                      min_visible_area, render_image)
+from mmdetcon.datasets.shapes import (CLASS_SPECS, MAX_OBJECTS, MIN_OBJECTS, SHAPE_CLASSES, SHAPES_CLASSES,
+                                      ShapesDataset, make_shapes, min_visible_area, render_image)
 
 N, SIZE = 8, 64
 
@@ -224,11 +224,50 @@ def test_cli_summary_and_preview(tmp_path, capsys):
     import argparse
     out, preview = str(tmp_path / 'cli'), str(tmp_path / 'p.png')
     cli.main(argparse.Namespace(out=out, num_images=3, image_size=32, seed=0, splits=['train', 'val'],
-                                workers=0, overwrite=False, preview=preview, preview_count=3))
+                                workers=0, overwrite=False, preview=preview, preview_count=3, shape_only=False))
     text = capsys.readouterr().out
     assert 'train: 3 images of 32 px' in text and 'val: 3 images' in text and 'preview:' in text
     grid = cv2.imread(preview)
     assert grid is not None and grid.shape[0] > 32 and grid.shape[1] > 3 * 2 * 32
+
+
+def _instance_colours(shape_only: bool, count: int = 40, size: int = 64):
+    """(class id, nearest palette index of the instance's bright pixels) of every instance in ``count`` images."""
+    palette = np.array([rgb for _, _, rgb, _ in CLASS_SPECS], np.float32)
+    pairs = []
+    for i in range(count):
+        out = render_image(0, 'train', i, size, shape_only=shape_only)
+        for k, cls in enumerate(out['categories'], 1):
+            px = out['img'][out['instance'] == k].astype(np.float32)
+            bright = px[px.sum(1) >= np.median(px.sum(1))]  # unpatterned pixels (patterns are 0.45x darker)
+            colour = np.median(bright, 0)
+            pairs.append((cls, int(np.argmin(((palette - colour) ** 2).sum(1)))))
+    return pairs
+
+
+def test_default_classes_tie_colour_shape_only_does_not():
+    default = _instance_colours(False)
+    assert all(colour == cls - 1 for cls, colour in default)  # class k is drawn in colour k (unchanged)
+    pairs = _instance_colours(True)
+    per_class = {}
+    for cls, colour in pairs:
+        per_class.setdefault(cls, set()).add(colour)
+    frequent = [c for c in per_class if sum(1 for k, _ in pairs if k == c) >= 8]
+    assert len(frequent) >= 4 and all(len(per_class[c]) >= 3 for c in frequent), per_class
+    assert np.mean([colour == cls - 1 for cls, colour in pairs]) < 0.4  # ~1/8 when independent
+
+
+def test_shape_only_classes_names_and_marker(tmp_path):
+    root = str(tmp_path / 'so')
+    s = make_shapes(root, 4, 32, shape_only=True, progress=False)
+    assert s['classes'] == list(SHAPE_CLASSES) == ['circle', 'square', 'triangle', 'ellipse', 'diamond',
+                                                   'hexagon', 'star', 'cross']
+    with open(osp.join(root, 'annotations', 'instances_train.json')) as f:
+        assert [c['name'] for c in json.load(f)['categories']] == list(SHAPE_CLASSES)
+    with pytest.raises(ValueError, match='classes='):  # the default classes on a shape-only root
+        make_shapes(root, 4, 32, progress=False)
+    ds = ShapesDataset(data_root=root, num_images=4, image_size=32, shape_only=True)
+    assert ds.metainfo['classes'] == SHAPE_CLASSES and len(ds) == 4
 
 
 BASELINES = ['byol_resnet18_1xb32-lars-coslr-5e_shapes.py', 'mocov2_resnet18_1xb32-coslr-5e_shapes.py',

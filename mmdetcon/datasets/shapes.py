@@ -8,6 +8,9 @@ Layout written by :func:`make_shapes` under ``root``::
     {split}/.complete                     json of the generation parameters, written last
     annotations/instances_{split}.json    COCO instances (RLE masks, file names relative to {split}/images)
 
+With ``shape_only=True`` the class is the shape alone (:data:`SHAPE_CLASSES`): colour and texture are drawn
+independently of it from the same palette, so only shape tells classes apart (a colour-sensitive feature does not).
+
 Image ``i`` depends only on ``(seed, split, i)``: generation is reproducible and parallel, and the first N
 images of a larger set are the N images of a smaller one. A split folder without ``.complete`` (an
 interrupted run) is regenerated; a complete one made with another ``image_size`` or ``seed`` raises
@@ -41,6 +44,12 @@ CLASS_SPECS: Tuple[Tuple[str, str, Tuple[int, int, int], str], ...] = (
     ('cross', 'white', (240, 240, 240), 'striped'),
 )
 SHAPES_CLASSES: Tuple[str, ...] = tuple(f'{c}-{t}-{s}' for s, c, _, t in CLASS_SPECS)
+SHAPE_CLASSES: Tuple[str, ...] = tuple(s for s, _, _, _ in CLASS_SPECS)
+
+
+def shapes_classes(shape_only: bool = False) -> Tuple[str, ...]:
+    """Class names (class id = position + 1) of the default or the shape-only scenes."""
+    return SHAPE_CLASSES if shape_only else SHAPES_CLASSES
 
 MIN_OBJECTS, MAX_OBJECTS = 2, 6
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -140,8 +149,8 @@ def _texture(kind: str, rng: np.random.Generator, size: int, yy: np.ndarray, xx:
     return (u - period / 2) ** 2 + (v - period / 2) ** 2 < (0.3 * period) ** 2  # dotted
 
 
-def render_image(seed: int, split: str, index: int, image_size: int = 128) -> dict:
-    """Render image ``index``; deterministic in ``(seed, split, index, image_size)``.
+def render_image(seed: int, split: str, index: int, image_size: int = 128, shape_only: bool = False) -> dict:
+    """Render image ``index``; deterministic in ``(seed, split, index, image_size, shape_only)``.
 
     Returns a dict with ``img`` (S,S,3) uint8 RGB, ``semantic`` (S,S) uint8, ``instance`` (S,S) uint16,
     ``categories`` (class id of instance 1..n), ``num_sampled`` (objects drawn before dropping those
@@ -156,6 +165,9 @@ def render_image(seed: int, split: str, index: int, image_size: int = 128) -> di
     for _ in range(int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))):
         cls = int(rng.integers(1, len(CLASS_SPECS) + 1))
         shape, _, rgb, texture = CLASS_SPECS[cls - 1]
+        if shape_only:  # colour and texture independent of the class
+            _, _, rgb, _ = CLASS_SPECS[int(rng.integers(len(CLASS_SPECS)))]
+            texture = ('plain', 'striped', 'dotted')[int(rng.integers(3))]
         r = rng.uniform(0.09, 0.2) * size
         cx, cy = rng.uniform(0.1, 0.9, 2) * size
         mask = _shape_mask(shape, cx, cy, r, rng.uniform(0, 2 * np.pi), size, yy, xx)
@@ -213,9 +225,9 @@ def instance_annotations(instance: np.ndarray, categories: Sequence[int]) -> Lis
     return anns
 
 
-def _generate_one(job: Tuple[str, str, int, int, int]) -> Tuple[int, List[dict]]:
-    split_dir, split, seed, index, image_size = job
-    out = render_image(seed, split, index, image_size)
+def _generate_one(job: Tuple[str, str, int, int, int, bool]) -> Tuple[int, List[dict]]:
+    split_dir, split, seed, index, image_size, shape_only = job
+    out = render_image(seed, split, index, image_size, shape_only)
     name = f'{index:06d}.png'
     _write_png(osp.join(split_dir, 'images', name), cv2.cvtColor(out['img'], cv2.COLOR_RGB2BGR))
     _write_png(osp.join(split_dir, 'semantic', name), out['semantic'])
@@ -239,7 +251,8 @@ def _read_json(path: str) -> Optional[dict]:
 
 
 def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0, split: str = 'train',
-                num_workers: int = 0, overwrite: bool = False, progress: bool = True) -> Dict:
+                num_workers: int = 0, overwrite: bool = False, progress: bool = True,
+                shape_only: bool = False) -> Dict:
     """Generate (or reuse) ``num_images`` shapes images of ``split`` under ``root``; see the module doc.
 
     Returns a summary dict: the parameters of the data on disk, ``generated`` (False when reused),
@@ -255,8 +268,9 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
     split_dir = osp.join(root, split)
     marker, started = osp.join(split_dir, '.complete'), osp.join(split_dir, '.generating')
     ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
+    classes = shapes_classes(shape_only)
     params = dict(format=FORMAT_VERSION, split=split, num_images=num_images, image_size=image_size,
-                  seed=seed, classes=list(SHAPES_CLASSES))
+                  seed=seed, classes=list(classes))
 
     done = _read_json(marker) if osp.isfile(marker) else None
     if done is not None and not overwrite:
@@ -278,7 +292,7 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
     _remove_if_present(marker)
     _write_bytes_atomic(started, json.dumps(params).encode())
 
-    jobs = [(split_dir, split, seed, i, image_size) for i in range(num_images)]
+    jobs = [(split_dir, split, seed, i, image_size, shape_only) for i in range(num_images)]
     from tqdm import tqdm
     bar = dict(total=num_images, desc=f'shapes {split}', unit='img', disable=not progress)
     if num_workers > 0:
@@ -299,13 +313,13 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
                           split=split, seed=seed),
                 images=images, annotations=annotations,
                 categories=[dict(id=k, name=name, supercategory=CLASS_SPECS[k - 1][0])
-                            for k, name in enumerate(SHAPES_CLASSES, 1)])
+                            for k, name in enumerate(classes, 1)])
     _write_bytes_atomic(ann_file, json.dumps(coco).encode())
     _write_bytes_atomic(marker, json.dumps(params, indent=1).encode())
     _remove_if_present(started)
-    per_class = np.bincount([a['category_id'] for a in annotations], minlength=len(SHAPES_CLASSES) + 1)
+    per_class = np.bincount([a['category_id'] for a in annotations], minlength=len(classes) + 1)
     return dict(params, root=root, generated=True, num_instances=len(annotations),
-                instances_per_class={n: int(c) for n, c in zip(SHAPES_CLASSES, per_class[1:])})
+                instances_per_class={n: int(c) for n, c in zip(classes, per_class[1:])})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +334,8 @@ class ShapesDataset(BaseDataset):
         split: Sub-folder (``train``/``val``/...).
         num_images: Images used (and generated if missing). With ``generate=False`` it may be None
             (every image in the folder).
-        image_size, seed: Generation parameters (ignored when ``generate=False``).
+        image_size, seed, shape_only: Generation parameters (ignored when ``generate=False``, except that
+            ``shape_only`` still selects the class names).
         with_masks: None, ``'instance'``, ``'semantic'`` or ``'masks_fh'``: adds ``seg_map_path`` to each
             data info, pointing at that id map (load it with ``LoadIdMap``). ``masks_fh`` maps are written
             by ``tools/masks/generate_masks.py`` and may be absent (``LoadIdMap(fallback='felzenszwalb')``).
@@ -333,7 +348,7 @@ class ShapesDataset(BaseDataset):
     def __init__(self, data_root: str = 'data/shapes', split: str = 'train',
                  num_images: Optional[int] = 256, image_size: int = 128, seed: int = 0,
                  with_masks: Optional[str] = None, generate: bool = True, generate_workers: int = 0,
-                 pipeline: Sequence = (), **kwargs) -> None:
+                 pipeline: Sequence = (), shape_only: bool = False, **kwargs) -> None:
         if with_masks not in (None, 'instance', 'semantic', 'masks_fh'):
             raise ValueError("with_masks must be None, 'instance', 'semantic' or 'masks_fh', "
                              f'got {with_masks!r}')
@@ -341,6 +356,9 @@ class ShapesDataset(BaseDataset):
             raise ValueError('num_images=None needs generate=False')
         self.split, self.num_images, self.image_size, self.seed = split, num_images, image_size, seed
         self.with_masks, self.generate, self.generate_workers = with_masks, generate, generate_workers
+        self.shape_only = shape_only
+        if shape_only:
+            kwargs['metainfo'] = dict(kwargs.get('metainfo') or {}, classes=SHAPE_CLASSES)
         kwargs.setdefault('data_prefix', dict(img_path=osp.join(split, 'images')))
         super().__init__(ann_file='', data_root=data_root, pipeline=pipeline, **kwargs)
 
@@ -349,7 +367,7 @@ class ShapesDataset(BaseDataset):
         if self.generate:
             if is_main_process():
                 make_shapes(root, self.num_images, self.image_size, self.seed, self.split,
-                            num_workers=self.generate_workers)
+                            num_workers=self.generate_workers, shape_only=self.shape_only)
             barrier()
         img_dir = self.data_prefix['img_path']
         if not osp.isdir(img_dir):

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 from mmengine.dist import barrier, is_main_process
 
-from .shapes import SHAPES_CLASSES, make_shapes
+from .shapes import SHAPE_CLASSES, SHAPES_CLASSES, make_shapes
 
 try:
     from mmdet.datasets import CocoDataset
@@ -27,7 +27,7 @@ class ShapesCocoDataset(CocoDataset):
     Args:
         split: Sub-folder; annotations are ``annotations/instances_{split}.json``.
         num_images: The first ``num_images`` images are used (a larger generated set is reused).
-        image_size, seed: Generation parameters.
+        image_size, seed, shape_only: Generation parameters (``shape_only``: classes are the shapes alone).
         **kwargs: ``CocoDataset`` arguments (``pipeline``, ``filter_cfg``, ``test_mode``, ...).
     """
     METAINFO = dict(
@@ -37,9 +37,12 @@ class ShapesCocoDataset(CocoDataset):
 
     def __init__(self, data_root: str = 'data/shapes', split: str = 'train', num_images: int = 256,
                  image_size: int = 128, seed: int = 0, generate_workers: int = 0,
-                 ann_file: Optional[str] = None, data_prefix: Optional[dict] = None, **kwargs) -> None:
+                 ann_file: Optional[str] = None, data_prefix: Optional[dict] = None, shape_only: bool = False,
+                 **kwargs) -> None:
         self.split, self.num_images, self.image_size, self.seed = split, int(num_images), image_size, seed
-        self.generate_workers = generate_workers
+        self.generate_workers, self.shape_only = generate_workers, shape_only
+        if shape_only:
+            kwargs['metainfo'] = dict(kwargs.get('metainfo') or {}, classes=SHAPE_CLASSES)
         super().__init__(data_root=data_root,
                          ann_file=ann_file or f'annotations/instances_{split}.json',
                          data_prefix=data_prefix or dict(img=f'{split}/images/'), **kwargs)
@@ -47,7 +50,7 @@ class ShapesCocoDataset(CocoDataset):
     def load_data_list(self) -> List[dict]:
         if is_main_process():
             make_shapes(self.data_root, self.num_images, self.image_size, self.seed, self.split,
-                        num_workers=self.generate_workers)
+                        num_workers=self.generate_workers, shape_only=self.shape_only)
         barrier()
         # make_shapes numbers images 0..N-1, so the first num_images are those with smaller ids.
         return [info for info in super().load_data_list() if info['img_id'] < self.num_images]

@@ -23,6 +23,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--splits', nargs='+', default=['train', 'val'])
     parser.add_argument('--workers', type=int, default=0, help='generation processes (0: in-process)')
+    parser.add_argument('--shape-only', action='store_true',
+                        help='the class is the shape alone; colour and texture are drawn independently of it')
     parser.add_argument('--overwrite', action='store_true',
                         help='regenerate a split made with other parameters')
     parser.add_argument('--preview', metavar='PNG', help='save a grid of the first images with instance overlays')
@@ -77,11 +79,11 @@ def save_preview(path: str, root: str, split: str, count: int) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from mmdetcon.datasets.shapes import SHAPES_CLASSES, make_shapes
+    from mmdetcon.datasets.shapes import make_shapes, shapes_classes
     for split in args.splits:
         try:
             s = make_shapes(args.out, args.num_images, args.image_size, args.seed, split,
-                            num_workers=args.workers, overwrite=args.overwrite)
+                            num_workers=args.workers, overwrite=args.overwrite, shape_only=args.shape_only)
         except ValueError as e:
             raise UserError(str(e)) from None
         where = osp.join(args.out, split)
@@ -91,7 +93,7 @@ def main(args: argparse.Namespace) -> None:
         print(f'{where}: {s["num_images"]} images of {s["image_size"]} px, seed {s["seed"]}, '
               f'{s["num_instances"]} instances '
               f'({s["num_instances"] / s["num_images"]:.2f} per image)')
-        for k, name in enumerate(SHAPES_CLASSES, 1):
+        for k, name in enumerate(shapes_classes(args.shape_only), 1):
             print(f'  {k} {name:<24} {s["instances_per_class"][name]}')
     print(f'annotations: {osp.join(args.out, "annotations")}/instances_{{{",".join(args.splits)}}}.json')
     if args.preview:

@@ -1,0 +1,67 @@
+"""Benchmark profiles (the equal budget every method gets) and the methods compared."""
+import os.path as osp
+from dataclasses import asdict, dataclass, field, replace
+from typing import Dict, Tuple
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# Pretraining config of each method on the shapes scenes; 'random' is the untrained backbone (the floor).
+METHODS: Dict[str, str] = {
+    'detcon-b': 'configs/detcon/detcon-b_resnet18_1xb32-lars-coslr-5e_shapes.py',
+    'detcon-s': 'configs/detcon/detcon-s_resnet18_1xb32-lars-coslr-5e_shapes.py',
+    'detco': 'configs/detco/detco_resnet18_1xb32-coslr-5e_shapes.py',
+    'byol': 'configs/baselines/byol_resnet18_1xb32-lars-coslr-5e_shapes.py',
+    'mocov2': 'configs/baselines/mocov2_resnet18_1xb32-coslr-5e_shapes.py',
+    'simclr': 'configs/baselines/simclr_resnet18_1xb32-lars-coslr-5e_shapes.py',
+    'densecl': 'configs/baselines/densecl_resnet18_1xb32-coslr-5e_shapes.py',
+    'random': '',
+}
+# The image-level baseline each object-level method is read against.
+PAIRS: Tuple[Tuple[str, str], ...] = (('detcon-b', 'byol'), ('detcon-s', 'simclr'), ('detco', 'mocov2'))
+# DetCon-B's mask sources: the main rows use FH; the ablation adds the others.
+MASK_SOURCES: Tuple[str, ...] = ('grid', 'fh', 'gt')
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One budget, identical for every method.
+
+    The backbone is a ResNet-18 of width ``base_channels`` (64 = the standard one) with ``strides``; views are
+    ``image_size`` px, so the last feature map has ``image_size / 16`` cells per side with strides (1, 2, 2, 1).
+    ``lr_multipliers`` scale each config's lr (the recipe's, linearly scaled to batch 32): the sweep run on seed
+    0 and scored on the held-out ``val`` split. ``weight_decays`` is the probes' L2 grid, chosen on ``val``.
+    """
+    name: str
+    image_size: int = 64
+    train_images: int = 1024
+    probe_images: int = 512
+    val_images: int = 256
+    test_images: int = 256
+    epochs: int = 20
+    batch_size: int = 32
+    base_channels: int = 32
+    strides: Tuple[int, ...] = (1, 2, 2, 1)
+    lr_multipliers: Tuple[float, ...] = (1.0, 4.0, 16.0)
+    weight_decays: Tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    probe_iters: int = 100
+    methods: Tuple[str, ...] = tuple(METHODS)
+    ablation: Tuple[str, ...] = ('grid', 'gt')
+    grid_size: int = 4
+    data_seed: int = 0
+    shape_only: bool = True
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **changes) -> 'Profile':
+        return replace(self, **changes)
+
+
+PROFILES: Dict[str, Profile] = {
+    'default': Profile(name='default'),
+    # a smoke run of every stage: tiny images, two methods and the floor, two iterations each
+    'quick': Profile(name='quick', image_size=32, train_images=16, probe_images=16, val_images=8, test_images=8,
+                     epochs=1, batch_size=8, base_channels=16, lr_multipliers=(1.0, ), weight_decays=(1e-3, ),
+                     probe_iters=20, methods=('detcon-b', 'byol', 'random'), ablation=('grid', )),
+}

@@ -1,0 +1,192 @@
+"""The benchmark's outputs: ``results.json`` (every run), ``results.md`` (tables) and PNG plots."""
+import os.path as osp
+from collections import defaultdict
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .profiles import MASK_SOURCES, PAIRS
+
+METRICS: Dict[str, str] = dict(dense_miou='dense mIoU', object_top1='object top-1', multilabel_map='multi-label mAP',
+                               bbox_mAP='box AP', segm_mAP='mask AP')
+
+
+def selection_score(run: dict) -> float:
+    """The held-out (``val``) score an lr is chosen by: the mean of the probes' val scores."""
+    probes = [v['val'] for v in run['metrics'].values() if isinstance(v, dict) and 'val' in v]
+    return float(np.mean(probes))
+
+
+def test_value(run: dict, metric: str):
+    v = run['metrics'].get(metric)
+    return v['test'] if isinstance(v, dict) else v
+
+
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    a = np.asarray(values, float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def _fmt(values: Sequence[float]) -> str:
+    if not values:
+        return '–'
+    m, s = _mean_std(values)
+    return f'{m:.1f} ± {s:.1f}' if len(values) > 1 else f'{m:.1f}'
+
+
+def metrics_of(runs: List[dict]) -> List[str]:
+    return [m for m in METRICS if any(test_value(r, m) is not None for r in runs)]
+
+
+def main_rows(runs: List[dict], methods: Sequence[str]) -> Dict[str, List[dict]]:
+    """Per method, its reported runs (selected lr, FH masks for DetCon), one per seed."""
+    rows = defaultdict(list)
+    for r in runs:
+        if r['role'] == 'main':
+            rows[r['method']].append(r)
+    return {m: sorted(rows[m], key=lambda r: r['seed']) for m in methods if rows.get(m)}
+
+
+def summary(runs: List[dict], methods: Sequence[str]) -> dict:
+    """Mean, std and n of every test metric and of the compute, per method (and per mask source)."""
+    out = {}
+    for method, rs in main_rows(runs, methods).items():
+        out[method] = {m: dict(zip(('mean', 'std'), _mean_std([test_value(r, m) for r in rs])), n=len(rs))
+                       for m in metrics_of(rs)}
+        out[method]['lr'] = rs[0]['lr']
+        for k in ('wall_s', 'cpu_s', 'images_per_s'):
+            vals = [r[k] for r in rs if r[k] is not None]
+            out[method][k] = float(np.mean(vals)) if vals else None
+    for src in MASK_SOURCES:
+        rs = [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
+              and r['role'] in ('main', 'ablation')]
+        if rs:
+            out[f'detcon-b[{src}]'] = {m: dict(zip(('mean', 'std'), _mean_std([test_value(r, m) for r in rs])),
+                                               n=len(rs)) for m in metrics_of(rs)}
+    return out
+
+
+def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: str) -> str:
+    """results.md: main table, DetCo/DetCon against their baselines, mask ablation, lr sweep."""
+    rows = main_rows(runs, methods)
+    cols = metrics_of([r for rs in rows.values() for r in rs])
+    lines = [f'# Benchmark results (profile `{profile["name"]}`)', '', f'Command: `{command}`', '',
+             f'Test split, mean ± std over seeds (n per row). ResNet-18 width {profile["base_channels"]}, '
+             f'strides {tuple(profile["strides"])}, {profile["image_size"]} px views, batch {profile["batch_size"]}, '
+             f'{profile["epochs"]} epochs of {profile["train_images"]} images; lr chosen per method on the '
+             'held-out val split (mean of the probes\' val scores).', '',
+             '| Method | n | ' + ' | '.join(METRICS[c] for c in cols) + ' | lr | images/s | wall min | CPU min |',
+             '|---|---|' + '---|' * (len(cols) + 4)]
+    for method, rs in rows.items():
+        ips = [r['images_per_s'] for r in rs if r['images_per_s']]
+        compute = (f'{np.mean(ips):.1f} | {np.mean([r["wall_s"] for r in rs]) / 60:.1f} | '
+                   f'{np.mean([r["cpu_s"] for r in rs]) / 60:.1f}') if ips else '– | – | –'
+        lr = f'{rs[0]["lr"]:.4g}' if rs[0]['lr'] is not None else '–'
+        lines.append(f'| {method} | {len(rs)} | ' + ' | '.join(_fmt([test_value(r, c) for r in rs]) for c in cols)
+                     + f' | {lr} | {compute} |')
+    pairs = [(a, b) for a, b in PAIRS if a in rows and b in rows]
+    if pairs:
+        lines += ['', '## Object-level method minus its baseline (test, difference of means)', '',
+                  '| Pair | ' + ' | '.join(METRICS[c] for c in cols) + ' |', '|---|' + '---|' * len(cols)]
+        for a, b in pairs:
+            diffs = []
+            for c in cols:
+                va = [test_value(r, c) for r in rows[a]]
+                vb = [test_value(r, c) for r in rows[b]]
+                diffs.append(f'{np.mean(va) - np.mean(vb):+.1f}' if va and vb and None not in va + vb else '–')
+            lines.append(f'| {a} − {b} | ' + ' | '.join(diffs) + ' |')
+    abl = {src: [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
+                 and r['role'] in ('main', 'ablation')] for src in MASK_SOURCES}
+    abl = {k: v for k, v in abl.items() if v}
+    if len(abl) > 1:
+        lines += ['', '## DetCon-B mask source (test)', '',
+                  '| Masks | n | ' + ' | '.join(METRICS[c] for c in cols) + ' |', '|---|---|' + '---|' * len(cols)]
+        for src, rs in abl.items():
+            lines.append(f'| {src} | {len(rs)} | ' + ' | '.join(_fmt([test_value(r, c) for r in rs if
+                                                                       test_value(r, c) is not None]) for c in cols)
+                         + ' |')
+    sweep = [r for r in runs if r['role'] in ('main', 'sweep') and r['seed'] == min(x['seed'] for x in runs)
+             and r['lr_mult'] is not None]
+    mults = sorted({r['lr_mult'] for r in sweep})
+    if sweep:
+        lines += ['', '## lr sweep (seed 0): held-out val selection score (mean of probe val scores)', '',
+                  '| Method | ' + ' | '.join(f'×{m:g}' for m in mults) + ' |', '|---|' + '---|' * len(mults)]
+        for method in methods:
+            cells = []
+            for m in mults:
+                r = [x for x in sweep if x['method'] == method and x['lr_mult'] == m]
+                cells.append(('**{:.1f}**' if r and r[0]['role'] == 'main' else '{:.1f}').format(
+                    selection_score(r[0])) if r else '–')
+            if any(c != '–' for c in cells):
+                lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plots(runs: List[dict], methods: Sequence[str], out_dir: str) -> List[str]:
+    """metrics.png (per method, error bars = std over seeds), mask_ablation.png, compute.png."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = main_rows(runs, methods)
+    cols = metrics_of([r for rs in rows.values() for r in rs])
+    names = list(rows)
+    written = []
+
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        stats = [_mean_std([test_value(r, c) for r in rows[m]]) for m in names]
+        ax.bar(range(len(names)), [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3,
+               color=['0.6' if m == 'random' else f'C{i}' for i, m in enumerate(names)])
+        ax.set_xticks(range(len(names)), names, rotation=45, ha='right', fontsize=8)
+        ax.set_title(METRICS[c], fontsize=10)
+    fig.tight_layout()
+    written.append(osp.join(out_dir, 'metrics.png'))
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    abl = {src: [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
+                 and r['role'] in ('main', 'ablation')] for src in MASK_SOURCES}
+    abl = {k: v for k, v in abl.items() if v}
+    if len(abl) > 1:
+        fig, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 3.0), squeeze=False)
+        for ax, c in zip(axes[0], cols):
+            stats = [_mean_std([test_value(r, c) for r in rs]) for rs in abl.values()]
+            ax.bar(range(len(abl)), [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3,
+                   color=['C7', 'C0', 'C2'][:len(abl)])
+            ax.set_xticks(range(len(abl)), list(abl))
+            ax.set_title(f'DetCon-B: {METRICS[c]}', fontsize=9)
+        fig.tight_layout()
+        written.append(osp.join(out_dir, 'mask_ablation.png'))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        for i, m in enumerate(names):
+            cpu = np.mean([r['cpu_s'] for r in rows[m]]) / 60
+            mean, std = _mean_std([test_value(r, c) for r in rows[m]])
+            ax.errorbar([cpu], [mean], yerr=[std], fmt='o', capsize=3, label=m,
+                        color='0.6' if m == 'random' else f'C{i}')
+        ax.set_xlabel('pretraining CPU min per run', fontsize=8)
+        ax.set_title(METRICS[c], fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc='best')
+    fig.tight_layout()
+    written.append(osp.join(out_dir, 'compute.png'))
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
+
+
+def rewrite_report(results_json: str, out_dir=None) -> List[str]:
+    """Regenerate results.md and the plots from a results.json (e.g. one committed with the docs)."""
+    import json
+    if not osp.isfile(results_json):
+        raise FileNotFoundError(f'results file not found: {results_json}')
+    with open(results_json) as f:
+        results = json.load(f)
+    out_dir = out_dir or osp.dirname(osp.abspath(results_json))
+    methods = list(results['profile']['methods']) + list(results['profile'].get('extra', {}))
+    md = osp.join(out_dir, 'results.md')
+    with open(md, 'w') as f:
+        f.write(markdown(results['runs'], methods, results['profile'], results.get('command', '')))
+    return [md] + plots(results['runs'], methods, out_dir)
