@@ -387,3 +387,39 @@ def test_masks_stored_under_the_image_root_are_not_images(tmp_path):
         _run(tmp_path, out, '--workers', '0')
         assert _summary(out)['images_total'] == 2
     assert sorted(_masks(out)) == ['a.png', 'b.png']
+
+
+def test_entries_leaving_the_roots_are_refused_and_nothing_is_written_outside(tmp_path):
+    rng = np.random.default_rng(5)
+    base = tmp_path / 'a' / 'b'
+    img_root, out_root, elsewhere = base / 'images', base / 'masks', tmp_path / 'elsewhere'
+    for folder in (img_root / 'ok', img_root / 'linked', out_root, elsewhere):
+        folder.mkdir(parents=True)
+    for path in (img_root / 'ok' / 'x.png', img_root / 'linked' / 'y.png', tmp_path / 'a' / 'outside.jpg'):
+        Image.fromarray(_painted(rng, 64, 64)).save(path)
+    os.symlink(elsewhere, out_root / 'linked')  # a folder under --out-root that leads outside it
+    absolute = str(img_root / 'ok' / 'x.png')
+    ann = tmp_path / 'list.txt'
+    ann.write_text(f'ok/x.png 0\n../../outside.jpg 1\n{absolute} 2\nlinked/y.png 3\n')
+    before = sorted(str(p) for p in tmp_path.rglob('*'))
+    _run(img_root, out_root, '--workers', '0', '--ann-file', ann)
+    failures = {f['path']: f['error'] for f in _summary(out_root)['failures']}
+    assert set(failures) == {'../../outside.jpg', absolute, 'linked/y.png'}, failures
+    assert 'leaves --img-root' in failures['../../outside.jpg'] and 'leaves --img-root' in failures[absolute]
+    assert 'outside --out-root' in failures['linked/y.png']
+    created = sorted(set(str(p) for p in tmp_path.rglob('*')) - set(before))
+    assert all(p.startswith(str(out_root) + os.sep) for p in created), created
+    assert created and not list(elsewhere.iterdir()) and not (tmp_path / 'a' / 'outside.png').exists()
+    assert osp.isfile(out_root / 'ok' / 'x.png')
+    # with worker processes too
+    out2 = base / 'masks2'
+    out2.mkdir()
+    os.symlink(elsewhere, out2 / 'linked')
+    _run(img_root, out2, '--workers', '2', '--ann-file', ann)
+    assert len(_summary(out2)['failures']) == 3 and not list(elsewhere.iterdir())
+
+
+def test_worker_pool_never_forks_the_parent():
+    # A forked child inherits the parent's locks (OpenCV's thread pool, tqdm's monitor) without their threads.
+    from mmdetcon.utils import mask_workers
+    assert mask_workers.pool_context().get_start_method() in ('forkserver', 'spawn')

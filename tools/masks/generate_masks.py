@@ -5,7 +5,9 @@ r"""Precompute DetCon's Felzenszwalb-Huttenlocher masks: one id-map PNG per imag
 
 Each image ``IMG_ROOT/rel/x.JPEG`` gives ``OUT_ROOT/rel/x.png`` (uint8; uint16 when there are more than 256 segments).
 Runs are resumable and shardable (``--shard I/N`` for slurm arrays); every mask is written atomically.
-A corrupt image is listed in the summary and skipped; the exit code stays 0 unless ``--strict``.
+A corrupt image is listed in the summary and skipped; the exit code stays 0 unless ``--strict``. So is a
+list entry that leaves ``--img-root`` (absolute, ``..``) or whose mask would land outside ``--out-root``
+(symlinks included): nothing is ever read from outside the image root or written outside the output root.
 ``--verify`` only checks existing masks (present, decodable, same size as the image) and exits 1 on
 any problem. See docs/masks.md.
 """
@@ -16,20 +18,20 @@ import os.path as osp
 import re
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmdetcon.utils import masks_io  # noqa: E402
+from mmdetcon.utils.mask_workers import (PathEscapeError, confined_paths, execute,  # noqa: E402
+                                         mask_relpath)
 from mmdetcon.utils.cli import UserError, run_cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 CONFIG_NAME = 'masks_config.json'
 _TMP_RE = re.compile(r'^(?P<final>.+)\.tmp-\d+$')
-_CHUNK = 16  # images per task sent to a worker
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -95,7 +97,7 @@ def list_images(img_root: str, ann_file: Optional[str] = None,
                 parts = line.rsplit(maxsplit=1)
                 # "rel/path.JPEG 3": drop a trailing integer label; paths may contain spaces.
                 rel = parts[0] if len(parts) == 2 and re.fullmatch(r'-?\d+', parts[1]) else line
-                rels.add(rel.replace(os.sep, '/').lstrip('/'))
+                rels.add(rel.replace(os.sep, '/'))  # entries leaving --img-root fail in the job
         return sorted(rels)
     rels = []
     skip = osp.realpath(exclude) if exclude else None
@@ -105,10 +107,6 @@ def list_images(img_root: str, ann_file: Optional[str] = None,
             if name.lower().endswith(IMAGE_EXTENSIONS):
                 rels.append(osp.relpath(osp.join(dirpath, name), img_root).replace(os.sep, '/'))
     return sorted(rels)
-
-
-def mask_relpath(rel: str) -> str:
-    return osp.splitext(rel)[0] + '.png'
 
 
 def scan_outputs(out_root: str) -> Tuple[Set[str], List[str]]:
@@ -122,125 +120,6 @@ def scan_outputs(out_root: str) -> Tuple[Set[str], List[str]]:
             elif name.endswith('.png'):
                 finals.add(osp.relpath(path, out_root).replace(os.sep, '/'))
     return finals, tmps
-
-
-# ----------------------------------------------------------------------------------- workers
-_PARAMS: Dict = {}
-
-
-def _init_worker(params: Dict) -> None:
-    """One thread per worker process; die with the parent (Linux) so a killed run stops writing."""
-    _PARAMS.clear()
-    _PARAMS.update(params)
-    for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
-        os.environ[var] = '1'
-    # No cv2.setNumThreads here: a forked child must not touch the thread pool it inherited (it can
-    # hang on a lock held by a parent thread); the parent stops its pool before forking.
-    if sys.platform.startswith('linux'):
-        try:
-            import ctypes
-            import signal
-            ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - best effort
-            pass
-
-
-def _generate_one(img_path: str, out_path: str) -> Dict:
-    p = _PARAMS
-    if p.get('throttle_s'):  # test hook: slow a run down so that it can be interrupted
-        time.sleep(p['throttle_s'])
-    rgb = masks_io.read_rgb(img_path, exif_orientation=p['exif_orientation'])
-    ids = masks_io.fh_segment(rgb, p['scale'], p['sigma'], p['min_size'], p['backend'],
-                              short_side=p['short_side'])
-    num = int(ids.max()) + 1
-    nbytes = masks_io.save_id_map(out_path, ids, compression=p['png_compression'])
-    return dict(segments=num, uint16=num > 256, bytes=nbytes)
-
-
-def _verify_one(img_path: str, out_path: str) -> Dict:
-    if not osp.isfile(out_path):
-        return dict(problem='mask missing')
-    try:
-        ids = masks_io.load_id_map(out_path)
-    except (OSError, ValueError) as exc:
-        return dict(problem=f'mask unreadable: {exc}')
-    try:
-        size = masks_io.image_size(img_path, exif_orientation=_PARAMS['exif_orientation'])
-    except Exception as exc:  # noqa: BLE001 - any decoder error is a finding, not a crash
-        return dict(problem=f'image unreadable: {type(exc).__name__}: {exc}')
-    if tuple(ids.shape) != tuple(size):
-        return dict(problem=f'mask size {ids.shape[0]}x{ids.shape[1]} != image size {size[0]}x{size[1]}')
-    return dict(problem=None)
-
-
-def _run_chunk(tasks: List[Tuple[str, str, str]]) -> List[Dict]:
-    job = _verify_one if _PARAMS['verify'] else _generate_one
-    results = []
-    for rel, img_path, out_path in tasks:
-        try:
-            res = job(img_path, out_path)
-        except Exception as exc:  # noqa: BLE001 - a bad image is reported, never fatal
-            res = dict(error=f'{type(exc).__name__}: {exc}'.strip())
-        res['rel'] = rel
-        results.append(res)
-    return results
-
-
-def _chunks(items: List, size: int) -> Iterator[List]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _execute(tasks: List[Tuple[str, str, str]], params: Dict, workers: int,
-             progress: bool, desc: str) -> Iterator[Dict]:
-    """Yield one result per task, from ``workers`` processes (0: in this process)."""
-    from tqdm import tqdm
-    if not tasks:
-        return
-
-    def progress_bar() -> tqdm:
-        return tqdm(total=len(tasks), unit='img', desc=desc, disable=not progress, dynamic_ncols=True,
-                    mininterval=0.5 if sys.stderr.isatty() else 30, smoothing=0.05)
-
-    if workers == 0:
-        _PARAMS.clear()
-        _PARAMS.update(params)
-        with progress_bar() as bar:
-            for chunk in _chunks(tasks, _CHUNK):
-                for res in _run_chunk(chunk):
-                    bar.update(1)
-                    yield res
-        return
-    # A bounded queue of chunks keeps memory flat for millions of images. The workers start (fork)
-    # at the first submit, before the progress bar starts its monitor thread.
-    import cv2
-    cv2.setNumThreads(1)  # joins cv2's worker threads, so the forked workers inherit no pool
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(params,))
-    bar = None
-    try:
-        pending = set()
-        chunk_iter = _chunks(tasks, _CHUNK)
-        for chunk in chunk_iter:
-            pending.add(pool.submit(_run_chunk, chunk))
-            if len(pending) >= 4 * workers:
-                break
-        bar = progress_bar()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                for res in fut.result():
-                    bar.update(1)
-                    yield res
-                nxt = next(chunk_iter, None)  # one new chunk per finished one
-                if nxt is not None:
-                    pending.add(pool.submit(_run_chunk, nxt))
-    except BaseException:  # Ctrl-C or a crashed worker: do not wait for the queued chunks
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    pool.shutdown(wait=True)
 
 
 # -------------------------------------------------------------------------------------- main
@@ -304,6 +183,10 @@ def main(args: argparse.Namespace) -> int:
     outputs: Dict[str, str] = {}
     real_img, real_out = osp.realpath(args.img_root), osp.realpath(args.out_root)
     for rel in rels:
+        try:
+            confined_paths(rel, args.img_root, args.out_root)
+        except PathEscapeError:
+            continue  # refused by the job and listed as failed
         out_rel = mask_relpath(rel)
         if out_rel in outputs:
             raise UserError(f"images '{outputs[out_rel]}' and '{rel}' would share the mask {out_rel}")
@@ -321,8 +204,7 @@ def main(args: argparse.Namespace) -> int:
     throttle = float(os.environ.get('MMDETCON_FH_THROTTLE_S', '0') or 0)
     if throttle:  # sleep before each image (lets tests interrupt a run deterministically)
         params['throttle_s'] = throttle
-    tasks = [(rel, osp.join(args.img_root, rel), osp.join(args.out_root, mask_relpath(rel)))
-             for rel in mine]
+    tasks = [(rel, args.img_root, args.out_root) for rel in mine]
     summary: Dict = dict(mode='verify' if args.verify else 'generate', img_root=args.img_root,
                          out_root=args.out_root, ann_file=args.ann_file, shard=f'{index}/{count}',
                          workers=workers, parameters=params, versions=_versions(),
@@ -331,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.verify:
         problems = []
-        for res in _execute(tasks, params, workers, progress, 'verify'):
+        for res in execute(tasks, params, workers, progress, 'verify'):
             problem = res.get('problem') or res.get('error')
             if problem:
                 problems.append(dict(path=res['rel'], problem=problem))
@@ -351,7 +233,7 @@ def main(args: argparse.Namespace) -> int:
                 pass
         todo = [t for t in tasks if mask_relpath(t[0]) not in finals]
         failures, segments, uint16_paths, nbytes = [], [], [], 0
-        for res in _execute(todo, params, workers, progress, 'FH masks'):
+        for res in execute(todo, params, workers, progress, 'FH masks'):
             if 'error' in res:
                 failures.append(dict(path=res['rel'], error=res['error']))
                 continue
