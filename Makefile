@@ -1,11 +1,13 @@
 # mmdetcon: `make demo` and `make test` bootstrap .venv on a fresh machine (idempotent), then run.
 # Pretraining needs no compiled mmcv op, so `make venv` / `make demo` install mmcv-lite (seconds); mmdet does,
 # so `make ops` (and `make test`, which runs the detection tests) builds full mmcv once and caches the wheel.
+# The test-only packages (pytest, jax/dm-haiku) are installed by `make test` alone.
 PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdetcon-installed
 OPS_STAMP := $(VENV)/.mmdetcon-ops
+TEST_STAMP := $(VENV)/.mmdetcon-tests
 DEMO_CONFIG ?= configs/detcon/detcon-b_resnet18_1xb32-lars-coslr-5e_shapes.py
 PYTEST_ARGS ?=
 export MMDETCON_CACHE ?= $(HOME)/.cache/mmdetcon
@@ -15,10 +17,10 @@ export MMDETCON_CACHE ?= $(HOME)/.cache/mmdetcon
 venv: $(STAMP)
 
 # `install_mmcv.sh --lite` keeps a full mmcv that `make ops` installed earlier.
-$(STAMP): requirements/runtime.txt requirements/tests.txt pyproject.toml tools/install_mmcv.sh
+$(STAMP): requirements/runtime.txt pyproject.toml tools/install_mmcv.sh
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade "pip>=24"
-	$(PYTHON) -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt
+	$(PYTHON) -m pip install -q -r requirements/runtime.txt
 	PYTHON=$(PYTHON) bash tools/install_mmcv.sh --lite
 	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
@@ -29,7 +31,11 @@ $(OPS_STAMP): $(STAMP)
 	PYTHON=$(PYTHON) bash tools/install_mmcv.sh
 	@touch $@
 
-test: ops
+$(TEST_STAMP): $(OPS_STAMP) requirements/tests.txt
+	$(PYTHON) -m pip install -q -r requirements/tests.txt
+	@touch $@
+
+test: $(TEST_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 demo: venv
