@@ -145,6 +145,18 @@ def test_cli_writes_a_tensor_only_file_that_mmpretrain_loads(tmp_path, r50_haiku
     check_values(exported, params, hstate, 'res_net50')
 
 
+def test_flat_npz_and_pickle_files(tmp_path, r50_haiku):
+    params, hstate = r50_haiku
+    npz, pkl = str(tmp_path / 'detcon.npz'), tmp_path / 'detcon.pkl'
+    np.savez(npz, **flat({**params, **hstate}))
+    import pickle
+    pkl.write_bytes(pickle.dumps({'params': params, 'state': hstate}, protocol=2))
+    for path in (npz, str(pkl)):
+        state, found = haiku_to_mmpretrain(load_plain(path))
+        assert found.depth == 50
+        check_values(state, params, hstate, 'res_net50')
+
+
 def test_resnet200_key_set(tmp_path):
     """The full ResNet-200 layout maps onto ResNetSamePadding(depth=200) (constant arrays, no random fill)."""
     params, hstate = haiku_resnet('res_net200', R200, shapes_only=True)

@@ -1,4 +1,4 @@
-"""Read foreign weight files (``.npy``, ``.pkl``, ``.pth``) without running code from them.
+"""Read foreign weight files (``.npy``, ``.npz``, ``.pkl``, ``.pth``) without running code from them.
 
 ``np.load(allow_pickle=True)`` and ``pickle.load`` call whatever the file names, so a crafted file can run
 shell commands. Here a pickle may only build numpy arrays, numpy scalars, dtypes and plain containers;
@@ -86,13 +86,18 @@ def _load_npy(f: io.BufferedReader, path: str) -> Any:
 
 
 def load_plain(path: str) -> Any:
-    """Contents of a ``.npy``, a pickle or a torch file, built from plain data only.
+    """Contents of a ``.npy``/``.npz``, a pickle or a torch file, built from plain data only.
 
     ``.npy`` object arrays of shape () come back as their item (``np.load(...).item()``).
     Raises :class:`~mmdetcon.utils.cli.UserError` naming the first object the file asked for that is
     not plain data.
     """
     if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            is_npz = all(name.endswith('.npy') for name in z.namelist())
+        if is_npz:  # np.savez: {name: array}, no pickles admitted
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
         return _torch_load(path)
     with open(path, 'rb') as f:
         head = f.read(6)

@@ -19,7 +19,7 @@ from mmdetcon.utils.cli import UserError, run_cli  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('npy', help='resnet{50,200}_detcon_b_*.npy (or a pickle of the same dict)')
+    parser.add_argument('npy', help='resnet{50,200}_detcon_b_*.npy (or a .pkl/.npz of the same dict)')
     parser.add_argument('out', help='output file (.pth; .pkl for detectron2)')
     parser.add_argument('--layout', choices=LAYOUTS, default='mmpretrain')
     parser.add_argument('--network', help='Haiku network name when the file holds several (e.g. res_net50)')
