@@ -8,13 +8,15 @@ from pycocotools.coco import COCO
 
 from mmdetcon.registry import DATASETS
 from .image_mask_dataset import mask_root_check
+from .skip_unreadable import SkipUnreadableMixin, drop_failed
 
 _ANN_KEYS = ('id', 'category_id', 'iscrowd', 'segmentation', 'area', 'bbox')
 
 
 @DATASETS.register_module()
-class CocoMaskDataset(BaseDataset):
-    """Every image of a COCO instances json (labels are not used), sorted by image id.
+class CocoMaskDataset(SkipUnreadableMixin, BaseDataset):
+    """Every image of a COCO instances json (labels are not used), sorted by image id. While training,
+    an unreadable image or id map is skipped (:class:`SkipUnreadableMixin`).
 
     Each data info has ``img_path``, ``img_id``, ``height``, ``width`` and:
 
@@ -31,6 +33,8 @@ class CocoMaskDataset(BaseDataset):
         with_anns: keep the annotations (needed for ground-truth masks only; costs memory).
         skip_empty: drop images without any non-crowd annotation (default: keep all images).
         allow_missing_masks: warn instead of raising when ``mask_root`` does not exist.
+        exclude_failed: leave out the images that ``generate_masks.py`` listed as failed in
+            ``mask_root/summary*.json``.
     """
 
     def __init__(self,
@@ -41,8 +45,10 @@ class CocoMaskDataset(BaseDataset):
                  with_anns: bool = True,
                  skip_empty: bool = False,
                  allow_missing_masks: bool = False,
+                 exclude_failed: bool = True,
                  pipeline: Sequence = (),
                  **kwargs) -> None:
+        self.exclude_failed = exclude_failed
         if mask_root is not None and data_root and not osp.isabs(mask_root):
             mask_root = osp.join(data_root, mask_root)
         self.mask_root = mask_root
@@ -60,9 +66,13 @@ class CocoMaskDataset(BaseDataset):
             if not osp.isfile(local):
                 raise FileNotFoundError(f'COCO annotation file not found: {self.ann_file}')
             coco = COCO(local)
+        dropped = drop_failed([img['file_name'] for img in coco.imgs.values()], self.mask_root,
+                              self.exclude_failed)
         data_list = []
         for img_id in sorted(coco.imgs):
             img = coco.imgs[img_id]
+            if img['file_name'] in dropped:
+                continue
             anns = coco.imgToAnns.get(img_id, [])
             if self.skip_empty and not any(not a.get('iscrowd', 0) for a in anns):
                 continue

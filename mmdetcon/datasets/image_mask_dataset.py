@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 
 from mmdetcon.registry import DATASETS
+from .skip_unreadable import SkipUnreadableMixin, drop_failed
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -28,14 +29,15 @@ def mask_root_check(mask_root: Optional[str], img_root: str, allow_missing: bool
 
 
 @DATASETS.register_module()
-class ImageMaskDataset(BaseDataset):
+class ImageMaskDataset(SkipUnreadableMixin, BaseDataset):
     """Images listed in ``ann_file`` (or found under ``data_prefix``) plus their id-map paths.
 
     ``ann_file`` lines are ``relative/path.JPEG [label]`` (mmpretrain's ImageNet ``meta/train.txt``);
     without ``ann_file`` the image folder is scanned recursively (sorted). Each data info has
     ``img_path`` and, when ``mask_root`` is set, ``seg_map_path`` = ``mask_root`` + the image's path
     relative to the image folder with a ``.png`` suffix (the layout written by
-    ``tools/masks/generate_masks.py``), to be read by ``LoadIdMap``.
+    ``tools/masks/generate_masks.py``), to be read by ``LoadIdMap``. While training, an unreadable image
+    or id map is skipped (:class:`SkipUnreadableMixin`).
 
     Args:
         data_root: root joined to relative ``ann_file``, ``data_prefix`` and ``mask_root``.
@@ -46,6 +48,8 @@ class ImageMaskDataset(BaseDataset):
         allow_missing_masks: accept a missing ``mask_root`` (warn instead of raising); pair it with
             ``LoadIdMap(fallback='felzenszwalb')``, which computes FH online for absent files.
         extensions: image suffixes of the folder scan (case-insensitive).
+        exclude_failed: leave out the images that ``generate_masks.py`` listed as failed in
+            ``mask_root/summary*.json``.
     """
 
     def __init__(self,
@@ -56,8 +60,10 @@ class ImageMaskDataset(BaseDataset):
                  with_label: bool = False,
                  allow_missing_masks: bool = False,
                  extensions: Sequence[str] = IMG_EXTENSIONS,
+                 exclude_failed: bool = True,
                  pipeline: Sequence = (),
                  **kwargs) -> None:
+        self.exclude_failed = exclude_failed
         if mask_root is not None and data_root and not osp.isabs(mask_root) and \
                 '://' not in mask_root:
             mask_root = osp.join(data_root, mask_root)
@@ -95,8 +101,12 @@ class ImageMaskDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         mask_root_check(self.mask_root, self.img_prefix, self.allow_missing_masks)
         backend = get_file_backend(self.img_prefix, enable_singleton=True)
+        samples = self._samples()
+        dropped = drop_failed([rel for rel, _ in samples], self.mask_root, self.exclude_failed)
         data_list = []
-        for rel, label in self._samples():
+        for rel, label in samples:
+            if rel in dropped:
+                continue
             info = dict(img_path=backend.join_path(self.img_prefix, rel))
             if self.with_label and label is not None:
                 info['gt_label'] = label

@@ -10,6 +10,7 @@ from mmengine.fileio import get
 from mmengine.logging import print_log
 
 from mmdetcon.registry import TRANSFORMS
+from ..skip_unreadable import UnreadableFileError
 from .felzenszwalb import FelzenszwalbMask
 
 GENERATE_HINT = ('generate the masks with `python tools/masks/generate_masks.py '
@@ -28,7 +29,7 @@ def decode_id_map(content: bytes, path: str) -> np.ndarray:
     """Decode PNG bytes into an (H, W) int32 id map, keeping 16-bit values."""
     ids = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
     if ids is None:
-        raise ValueError(f'could not decode the id map {path}')
+        raise UnreadableFileError(f'could not decode the id map {path}')
     if ids.ndim == 3 and ids.shape[2] == 1:
         ids = ids[..., 0]
     if ids.ndim != 2:

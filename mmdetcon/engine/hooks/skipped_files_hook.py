@@ -7,10 +7,8 @@ from mmengine.dist import is_distributed
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from mmdetcon.datasets.skip_unreadable import SKIPPED_KEY
 from mmdetcon.registry import HOOKS
-
-#: metainfo key (or batch key) under which a sample carries the draws skipped before it.
-SKIPPED_KEY = 'skipped_files'
 
 
 def skipped_in_batch(data_batch: Any) -> int:
@@ -62,7 +60,7 @@ class SkippedFilesHook(Hook):
         total = self._total()
         self._check(runner, total)
         if total:
-            print_log(f'epoch {runner.epoch}: skipped {total} unreadable files', logger='current')
+            print_log(f'epoch {runner.epoch + 1}: skipped {total} unreadable files', logger='current')
 
     def _total(self) -> int:
         if not is_distributed():
