@@ -48,29 +48,17 @@ def to_detectron2(state: Dict[str, torch.Tensor]) -> Dict[str, object]:
     return {'model': model, '__author__': 'mmdetcon', 'matching_heuristics': True}
 
 
-_D2_RULES = (
-    (re.compile(r'^stem\.conv1\.norm\.(.+)$'), r'bn1.\1'),
-    (re.compile(r'^stem\.conv1\.(weight)$'), r'conv1.\1'),
-    (re.compile(r'^res(\d)\.(\d+)\.conv(\d)\.norm\.(.+)$'), lambda m: f'layer{int(m[1]) - 1}.{m[2]}.bn{m[3]}.{m[4]}'),
-    (re.compile(r'^res(\d)\.(\d+)\.conv(\d)\.(weight)$'), lambda m: f'layer{int(m[1]) - 1}.{m[2]}.conv{m[3]}.{m[4]}'),
-    (re.compile(r'^res(\d)\.(\d+)\.shortcut\.norm\.(.+)$'), lambda m: f'layer{int(m[1]) - 1}.{m[2]}.downsample.1.{m[3]}'),
-    (re.compile(r'^res(\d)\.(\d+)\.shortcut\.(weight)$'), lambda m: f'layer{int(m[1]) - 1}.{m[2]}.downsample.0.{m[3]}'),
-)
-
-
 def from_detectron2(model: Dict[str, object]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """detectron2 ResNet names -> mmpretrain names; returns the tensors and {new name: detectron2 name}.
+    """detectron2 ResNet names -> mmpretrain names (:func:`to_detectron2` reversed); also {new: old name}.
 
-    Keys that are not a ResNet-backbone name (e.g. a detector's heads) are kept under their own name, so
-    :func:`check_resnet_state` lists them as unknown.
+    Other keys (e.g. a detector's heads) keep their names, so :func:`check_resnet_state` lists them as unknown.
     """
     state, source = {}, {}
     for key, value in model.items():
-        new = key
-        for pattern, repl in _D2_RULES:
-            if pattern.match(key):
-                new = pattern.sub(repl, key)
-                break
+        new = re.sub(r'^stem\.', '', key)
+        new = re.sub(r'^res(\d)', lambda m: f'layer{int(m.group(1)) - 1}', new)
+        new = re.sub(r'conv(\d)\.norm', r'bn\1', new)
+        new = new.replace('shortcut.norm', 'downsample.1').replace('shortcut', 'downsample.0')
         state[new] = torch.as_tensor(value)
         source[new] = key
     return state, source

@@ -1,6 +1,6 @@
-"""How close the stock (symmetric-padding) ResNet's features are to the SAME-padded network a Haiku checkpoint was trained as.
+"""How close the stock (symmetric-padding) ResNet's features are to the SAME-padded one Haiku weights were trained as.
 
-    python tools/analysis/same_padding_gap.py [--checkpoint detcon-b_r50.pth] [--depth 50] [--size 224] [--json out.json]
+    python tools/analysis/same_padding_gap.py [--checkpoint detcon-b_r50.pth] [--depth 50] [--size 224] [--json F]
 
 Both networks get the same weights (an imported backbone file, or without ``--checkpoint`` a Kaiming-initialised
 ResNet whose BN statistics are calibrated on the images) and the same images: the colour photographs shipped with
