@@ -52,6 +52,16 @@ def _runner_like_state():
                            dtype=torch.float16, device=torch.device('cpu'), param=nn.Parameter(torch.ones(2))))
 
 
+def test_tensor_files_load_with_torch_weights_only(tmp_path, monkeypatch):
+    path = str(tmp_path / 'backbone.pth')
+    torch.save({'state_dict': {'conv.weight': torch.randn(2, 3)}, 'meta': {'epoch': 3}}, path)
+    calls, real = [], torch.load
+    monkeypatch.setattr(torch, 'load', lambda *a, **k: calls.append(k.get('weights_only')) or real(*a, **k))
+    assert torch.equal(load_local_checkpoint(path)['state_dict']['conv.weight'],
+                       real(path)['state_dict']['conv.weight'])
+    assert calls == [True]
+
+
 def test_runner_checkpoint_loads_with_every_part(tmp_path):
     path = str(tmp_path / 'epoch_1.pth')
     state = _runner_like_state()

@@ -3,10 +3,12 @@
 mmengine 0.10.7 loads local checkpoints with ``torch.load``'s default (``weights_only=True`` since
 torch 2.6), which refuses its own resume files (message hub, numpy values). Importing mmdetcon
 registers :func:`load_local_checkpoint` as mmengine's loader for local paths, so ``--resume``,
-``load_from`` and ``Pretrained`` init_cfgs all unpickle through :mod:`.safe_pickle`: tensors, plain
-containers, numpy arrays and mmengine's history buffers, nothing else.
+``load_from`` and ``Pretrained`` init_cfgs all load with ``weights_only=True`` or, for files that need
+more, through :mod:`.safe_pickle`: tensors, plain containers, numpy arrays and mmengine's history buffers,
+nothing else.
 """
 import os.path as osp
+import pickle
 from typing import Any
 
 import torch
@@ -27,6 +29,10 @@ def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
                                 'model.backbone.init_cfg.checkpoint=backbone.pth`')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint not found: {filename}')
+    try:  # torch's own loader first: exported weights and foreign tensor files need no more
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        pass
     try:
         return torch.load(filename, map_location=map_location, weights_only=False,
                           pickle_module=safe_pickle)
