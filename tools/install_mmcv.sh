@@ -8,7 +8,7 @@
 #           an sdist of 2.1.0, whose setup.py asks for -std=c++17 while the torch 2.14 headers need C++20.
 #           The wheel is built from the sdist with that flag raised, then cached under $MMDETCON_CACHE
 #           (default ~/.cache/mmdetcon) keyed by Python, torch and CUDA version, so only the first install
-#           pays the ~25 min (2 cores) build. It replaces mmcv-lite.
+#           pays the build (10-45 min on 2 cores). It replaces mmcv-lite.
 #
 # Usage: PYTHON=.venv/bin/python tools/install_mmcv.sh [--lite]
 set -euo pipefail
@@ -58,7 +58,7 @@ mkdir -p "$WHEEL_DIR"
 WHEEL=$(ls "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -n1 || true)
 
 if [ -z "$WHEEL" ]; then
-  echo "[install_mmcv] no cached wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION from source (about 25 min on 2 cores)"
+  echo "[install_mmcv] no cached wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION from source (10-45 min on 2 cores)"
   BUILD=$(mktemp -d "$CACHE/build.XXXXXX")
   trap 'rm -rf "$BUILD"' EXIT
   "$PYTHON" -m pip install -q "setuptools<70" wheel ninja packaging
