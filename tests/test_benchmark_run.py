@@ -180,8 +180,8 @@ def test_in1k_coco_plan(tmp_path):
     assert any(a.startswith('model.backbone.init_cfg.checkpoint=') for a in steps[2]['cmd'])
     wrapper = osp.join(work, 'configs', 'byol_in1k.py')
     from mmengine.config import Config
-    cfg = Config.fromfile(wrapper)  # mmpretrain's recipe under mmdetcon's signed-checkpoint runner
-    assert cfg.runner_type == 'TrustedCheckpointRunner' and cfg.model.type == 'BYOL'
+    cfg = Config.fromfile(wrapper)  # mmpretrain's recipe under mmdetcon's runner
+    assert cfg.runner_type == 'MMDetConRunner' and cfg.model.type == 'BYOL'
 
 
 def test_quick_end_to_end_and_redo_of_a_deleted_backbone(tmp_path):

@@ -86,7 +86,7 @@ def write_plan(methods: List[str], work_dir: str, **kwargs) -> str:
             with open(osp.join(ROOT, work_dir, 'configs', f'{method}_in1k.py'), 'w') as f:
                 f.write(f"_base_ = '{config}'\n"
                         "custom_imports = dict(imports=['mmdetcon'], allow_failed_imports=False)\n"
-                        "runner_type = 'TrustedCheckpointRunner'\n")
+                        "runner_type = 'MMDetConRunner'\n")
     steps = gpu_plan(methods, work_dir, **kwargs)
     write_json_atomic(osp.join(ROOT, work_dir, 'plan.json'), steps)
     script = osp.join(ROOT, work_dir, 'plan.sh')
