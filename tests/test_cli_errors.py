@@ -57,3 +57,25 @@ def test_unreadable_image(shapes_root, tmp_path):
     proc = run_tool(['tools/train.py', BYOL, '--work-dir', str(tmp_path / 'w')] + _opts(root), check=False)
     line = _error_line(proc)
     assert images[3] in line, line
+
+
+class _System:
+    """Pickles as ``os.system(command)``: a crafted checkpoint."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_crafted_checkpoint_is_refused_and_never_runs(shapes_root, tmp_path):
+    import torch
+    marker = tmp_path / 'marker'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': {}, 'x': _System(f'touch {marker}')}, evil)
+    proc = run_tool(['tools/train.py', BYOL, '--work-dir', str(tmp_path / 'w'), '--resume', str(evil)]
+                    + _opts(shapes_root), check=False)
+    line = _error_line(proc)
+    assert 'UnsafeCheckpointError' in line and str(evil) in line and 'posix.system' in line, line
+    assert not marker.exists()
