@@ -130,3 +130,24 @@ def test_training_run_writes_pictures(shapes_root, tmp_path, monkeypatch):
     assert all(len(c.view_outputs) == 2 and 'crop_bbox' in c.view_outputs[0] for c in captures)
     hook = next(h for h in runner.hooks if isinstance(h, ViewVisualizationHook))
     assert hook.pictures == 2 and 0 < hook.seconds < hook.train_seconds
+
+
+def test_a_failed_picture_warns_and_training_goes_on():
+    """A batch the hook cannot draw (here: no sample_idx to find the image) logs one warning, then no more tries."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+    from mmpretrain.structures import DataSample
+    warnings = []
+    logger = MMLogger.get_instance('view_hook_failure_test')
+    logger.warning = warnings.append
+    added = []
+    runner = SimpleNamespace(iter=0, logger=logger, train_dataloader=SimpleNamespace(dataset=None),
+                             visualizer=SimpleNamespace(add_image=lambda *a, **k: added.append(a)))
+    hook = ViewVisualizationHook(interval=1, num_samples=16)
+    batch = dict(inputs=[torch.zeros(1, 3, 32, 32, dtype=torch.uint8)] * 2, data_samples=[DataSample()])
+    hook.after_train_iter(runner, 0, batch)
+    runner.iter = 1
+    hook.after_train_iter(runner, 1, batch)
+    assert hook.failed and hook.pictures == 0 and not added
+    assert len(warnings) == 1 and 'drawing failed at iteration 1' in warnings[0] and 'sample_idx' in warnings[0]

@@ -25,7 +25,8 @@ class ViewVisualizationHook(Hook):
     training it asks the pipeline to keep each view's crop window and DetCo's patch cells (see
     :func:`~mmdetcon.visualization.record_views`); with an iteration-based loop whose workers started
     earlier these are missing and the pictures go without them. Only the main process draws; the global
-    random states are restored afterwards. At the end it logs its share of the training time.
+    random states are restored afterwards. A drawing error is logged as a warning and ends the pictures, not
+    the run. At the end it logs its share of the training time.
 
     Args:
         interval: Iterations between pictures.
@@ -47,6 +48,7 @@ class ViewVisualizationHook(Hook):
         self.interval, self.num_images, self.seed = interval, num_images, seed
         self.stride, self.num_samples, self.dpi = stride, num_samples, dpi
         self.pictures, self.seconds, self.train_seconds = 0, 0.0, 0.0
+        self.failed = False
         self._started = None
         self._name = 'mmdetcon'
 
@@ -62,13 +64,19 @@ class ViewVisualizationHook(Hook):
             record_views(runner.train_dataloader.dataset)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not is_main_process() or not isinstance(data_batch, dict):
+        if self.failed or not is_main_process() or not isinstance(data_batch, dict):
             return
         if self.pictures and not self.every_n_train_iters(runner, self.interval):
             return
         start = time.perf_counter()
-        for name, picture in self.draw(data_batch, runner.train_dataloader.dataset, self._name):
-            runner.visualizer.add_image(name, picture, step=runner.iter + 1)
+        try:
+            for name, picture in self.draw(data_batch, runner.train_dataloader.dataset, self._name):
+                runner.visualizer.add_image(name, picture, step=runner.iter + 1)
+        except Exception as exc:  # noqa: BLE001 - a picture must not end a training run
+            self.failed = True
+            runner.logger.warning(f'ViewVisualizationHook: no more pictures in this run, drawing failed at '
+                                  f'iteration {runner.iter + 1}: {type(exc).__name__}: {exc}')
+            return
         self.pictures += 1
         self.seconds += time.perf_counter() - start
 
