@@ -1,12 +1,12 @@
 """A ``pickle_module`` for ``torch.load`` that builds only the objects a training checkpoint holds.
 
-mmengine's checkpoints carry, besides tensors, a message hub with ``HistoryBuffer`` objects, numpy
-arrays and scalars, and ``collections.Counter`` (MultiStepLR milestones): more than torch's
-``weights_only`` loader admits, far less than arbitrary pickles. :class:`Unpickler` resolves a global
-only if it is in torch's own ``weights_only`` allowlist (tensor/storage rebuild functions, dtypes,
-``OrderedDict``, ...) or in :data:`EXTRA_GLOBALS`; anything else raises :class:`UnsafeGlobalError`
-before it is called. Protocol-2 pickles reach ``HistoryBuffer.min`` etc. through ``getattr``, so
-``getattr`` is replaced by a function that admits exactly those (class, attribute) pairs.
+mmengine's checkpoints carry, besides tensors, a message hub with ``HistoryBuffer`` objects and numpy
+arrays and scalars: more than torch's ``weights_only`` loader admits, far less than arbitrary pickles.
+:class:`Unpickler` resolves a global only if it is in torch's own ``weights_only`` allowlist (tensor and
+storage rebuild functions, dtypes, ``OrderedDict``, ``Counter``, ...) or in :data:`EXTRA_GLOBALS`; anything
+else raises :class:`UnsafeGlobalError` before it is called. Protocol-2 pickles reach ``HistoryBuffer.min``
+etc. through ``getattr``, so ``getattr`` is replaced by a function that admits exactly those (class,
+attribute) pairs.
 """
 import _compat_pickle
 import importlib
@@ -25,7 +25,6 @@ EXTRA_GLOBALS: Tuple[Tuple[str, str], ...] = (
     ('numpy._core.multiarray', 'scalar'),
     ('numpy.core.multiarray', '_reconstruct'),  # files written with numpy < 2
     ('numpy.core.multiarray', 'scalar'),
-    ('collections', 'Counter'),
 )
 #: ``getattr(owner, name)`` calls admitted (owner given as module path and name).
 GETATTR_PAIRS: Tuple[Tuple[str, str, str], ...] = tuple(
@@ -39,15 +38,6 @@ class UnsafeGlobalError(pickle.UnpicklingError):
     def __init__(self, found: str) -> None:
         super().__init__(found)
         self.found = found
-
-
-def _numpy_dtype_classes() -> Dict[str, Any]:
-    """numpy >= 2 may pickle dtypes through their classes (``numpy.dtypes.Float64DType``)."""
-    try:
-        import numpy.dtypes as dtypes
-    except ImportError:  # pragma: no cover - numpy < 1.25
-        return {}
-    return {f'numpy.dtypes.{n}': getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')}
 
 
 def _resolve(module: str, name: str) -> Any:
@@ -64,7 +54,6 @@ def _build_allowlist() -> Tuple[Dict[str, Any], Dict[Tuple[int, str], Any]]:
             allowed[f'{module}.{name}'] = _resolve(module, name)
         except (ImportError, AttributeError):  # e.g. numpy._core on numpy 1.x
             pass
-    allowed.update(_numpy_dtype_classes())
     pairs = {}
     for module, owner, attr in GETATTR_PAIRS:
         cls = _resolve(module, owner)
@@ -75,7 +64,7 @@ def _build_allowlist() -> Tuple[Dict[str, Any], Dict[Tuple[int, str], Any]]:
 _ALLOWED, _GETATTR = _build_allowlist()
 
 
-def _restricted_getattr(owner: Any, name: str, *default: Any) -> Any:
+def _restricted_getattr(owner: Any, name: str) -> Any:
     value = _GETATTR.get((id(owner), name)) if isinstance(name, str) else None
     if value is None:
         label = getattr(owner, '__qualname__', type(owner).__name__)
