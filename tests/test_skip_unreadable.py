@@ -121,3 +121,47 @@ def test_training_skips_logs_and_stops_past_the_limit(folder, tmp_path):
     assert 'Epoch(train) [1][4/4]' in log and 'skipped 2 unreadable files' in log, log[-3000:]
     assert f'skipped unreadable file {images / BAD_IMAGE}' in log and f'{masks / BAD_MASK}' in log, log[-3000:]
     assert 'skipped_files: 2' in log, log[-3000:]
+
+
+def _hook_worker(rank, port, counts, out_dir):
+    import types
+
+    import torch.distributed as dist
+    from mmengine.logging import MessageHub
+    from mmengine.structures import BaseDataElement
+
+    from mmdetcon.engine.hooks import SkippedFilesHook
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    try:
+        hub = MessageHub(f'skip-{rank}')
+        runner = types.SimpleNamespace(message_hub=hub, epoch=0,
+                                       train_dataloader=types.SimpleNamespace(dataset=range(100)))
+        hook = SkippedFilesHook(max_share=0.05, sync_interval=2)
+        hook.before_train_epoch(runner)
+        logged, error = [], None
+        try:
+            for i, n in enumerate(counts[rank]):
+                batch = {'data_samples': [BaseDataElement(metainfo={'skipped_files': n}), BaseDataElement()]}
+                hook.after_train_iter(runner, i, batch)
+                if 'train/skipped_files' in hub.log_scalars:
+                    logged.append(float(hub.get_scalar('train/skipped_files').current()))
+            hook.after_train_epoch(runner)
+        except RuntimeError as exc:
+            error = str(exc)
+        torch.save(dict(logged=logged, error=error), osp.join(out_dir, f'rank{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('counts,stops', [([[1, 0, 2, 0], [0, 1, 0, 0]], False), ([[3, 0], [0, 3]], True)])
+def test_hook_sums_over_ranks_and_all_stop_together(counts, stops, tmp_path):
+    import torch.multiprocessing as mp
+
+    from conftest import free_port
+    mp.spawn(_hook_worker, args=(free_port(), counts, str(tmp_path)), nprocs=2, join=True)
+    results = [torch.load(osp.join(tmp_path, f'rank{r}.pt'), weights_only=True) for r in range(2)]
+    assert results[0]['logged'] == results[1]['logged']
+    if stops:  # 6 skipped by the 2nd iteration > 5 % of 100 samples: both ranks stop there
+        assert all(r['error'] and '6 unreadable files skipped in epoch 1' in r['error'] for r in results)
+    else:  # synchronised every 2 iterations: totals 2 then 4 (<= 5), the epoch completes
+        assert results[0]['logged'] == [2, 2, 4] and all(r['error'] is None for r in results)
