@@ -61,7 +61,11 @@ class ViewVisualizationHook(Hook):
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             self.num_samples = int(getattr(model, 'num_samples', 16))
         if is_main_process():
-            record_views(runner.train_dataloader.dataset)
+            try:
+                record_views(runner.train_dataloader.dataset)
+            except ValueError as exc:  # a dataset without a pipeline: nothing to draw
+                self.failed = True
+                runner.logger.warning(f'ViewVisualizationHook: no pictures in this run: {exc}')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.failed or not is_main_process() or not isinstance(data_batch, dict):
