@@ -1,7 +1,7 @@
 """Object-level self-supervised pretraining (DetCon, DetCo) for OpenMMLab.
 
 Importing the package registers every mmdetcon class into mmpretrain's registries and installs the
-checkpoint loader that keeps ``torch.load(weights_only=True)`` for files mmdetcon did not write.
+checkpoint loader that unpickles nothing beyond what a training checkpoint holds (mmdetcon.engine).
 """
 from . import datasets, engine, models  # noqa: F401
 from .version import __version__
