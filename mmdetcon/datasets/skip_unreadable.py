@@ -47,8 +47,10 @@ def failed_images(mask_root: Optional[str]) -> Set[str]:
 
 
 def drop_failed(rels: List[str], mask_root: Optional[str], exclude: bool = True) -> Set[str]:
-    """The subset of ``rels`` listed as failed under ``mask_root`` (logged when not empty)."""
-    dropped = failed_images(mask_root).intersection(rels) if exclude else set()
+    """The subset of ``rels`` listed as failed under ``mask_root`` and still without a mask (logged when not
+    empty): a later run that produced the mask brings the image back."""
+    failed = failed_images(mask_root).intersection(rels) if exclude else set()
+    dropped = {rel for rel in failed if not osp.exists(osp.join(mask_root, osp.splitext(rel)[0] + '.png'))}
     if dropped:
         print_log(f'left out {len(dropped)} images listed as failed in {mask_root}/summary*.json '
                   f'(e.g. {sorted(dropped)[0]})', logger='current', level=logging.WARNING)
