@@ -211,3 +211,14 @@ def test_quick_end_to_end_and_redo_of_a_deleted_backbone(tmp_path):
     # another budget in the same work dir is refused
     other = run_tool(['tools/benchmark/run.py', '--quick', '--work-dir', work, '--set', 'epochs=2'], check=False)
     assert other.returncode == 1 and 'other settings (epochs differ)' in other.stderr
+
+
+def test_chance_levels_hand_case():
+    sem = torch.tensor([[[0, 0], [1, 2]]])
+    inst = torch.tensor([[[0, 0], [1, 2]]])
+    labels = dict(semantic=sem, instance=inst, multilabel=torch.tensor([[1., 1., 0.]]), num_classes=torch.tensor(3))
+    chance = probes.chance_levels(labels)
+    # all-background prediction: IoU 2/4 for class 0, 0 for classes 1 and 2 (each in the target)
+    assert chance['dense_miou'] == pytest.approx(100 * 0.5 / 3, abs=1e-3)
+    assert chance['object_top1'] == pytest.approx(50.0)  # two instances, classes 0 and 1
+    assert chance['multilabel_map'] == pytest.approx(100.0)  # both present classes are positive in the image

@@ -19,7 +19,7 @@ from . import report
 from .detection import fine_tune
 from .features import extract, load_backbone, load_labels
 from .pretrain import export_backbone, iters_per_run, pretrain, random_backbone
-from .probes import run_probes
+from .probes import chance_levels, run_probes
 from .profiles import METHODS, Profile
 from .stages import run_stage, write_json_atomic
 
@@ -178,16 +178,16 @@ def run_benchmark(profile: Profile, work_dir: str, seeds: int = 1, jobs: int = 1
         records = [bench.execute(Run(r['method'], r['seed'], r['lr_mult'], r['mask_source'] or 'fh', 'main'))
                    if r['role'] == 'main' and 'bbox_mAP' not in r['metrics'] and not r.get('checkpoint') else r
                    for r in records]
-    return write_outputs(records, profile, work_dir, command, chosen)
+    return write_outputs(records, profile, work_dir, command, chosen, chance_levels(bench.labels['test']))
 
 
 def write_outputs(records: List[dict], profile: Profile, work_dir: str, command: str,
-                  chosen: Dict[str, float]) -> dict:
+                  chosen: Dict[str, float], chance: Dict[str, float]) -> dict:
     methods = list(profile.methods) + [m for m in profile.extra]
-    results = dict(profile=profile.to_dict(), command=command, selected_lr_mult=chosen,
+    results = dict(profile=profile.to_dict(), command=command, selected_lr_mult=chosen, chance=chance,
                    summary=report.summary(records, methods), runs=records)
     write_json_atomic(osp.join(work_dir, 'results.json'), results)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
-        f.write(report.markdown(records, methods, profile.to_dict(), command))
+        f.write(report.markdown(records, methods, profile.to_dict(), command, chance))
     results['plots'] = report.plots(records, methods, work_dir)
     return results

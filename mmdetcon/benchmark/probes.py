@@ -155,6 +155,19 @@ def multilabel_probe(feats: Dict[str, Tensor], labels: Dict[str, Split], weight_
     return _select(fit_score, weight_decays)
 
 
+def chance_levels(labels: Split) -> Dict[str, float]:
+    """Scores of label-blind predictors on a split: the most frequent class everywhere (dense, object) and
+    constant scores (multi-label AP = positive rate)."""
+    sem = labels['semantic']
+    k = int(labels['num_classes']) + 1
+    dense = miou(torch.full_like(sem, int(torch.bincount(sem.reshape(-1)).argmax())), sem, k)
+    _, classes = mask_pooled(torch.zeros(len(sem), 1, 1, 1), labels['instance'], sem)
+    multi = labels['multilabel']
+    prevalence = multi.mean(0)[multi.sum(0) > 0]
+    return dict(dense_miou=round(dense, 3), object_top1=round(100 * torch.bincount(classes).max().item() / len(classes), 3),
+                multilabel_map=round(float(prevalence.mean() * 100), 3))
+
+
 PROBES: Dict[str, Callable] = dict(dense_miou=dense_probe, object_top1=object_probe, multilabel_map=multilabel_probe)
 
 

@@ -1,7 +1,8 @@
 """The benchmark's outputs: ``results.json`` (every run), ``results.md`` (tables) and PNG plots."""
+import os
 import os.path as osp
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,6 +48,13 @@ def main_rows(runs: List[dict], methods: Sequence[str]) -> Dict[str, List[dict]]
     return {m: sorted(rows[m], key=lambda r: r['seed']) for m in methods if rows.get(m)}
 
 
+def ablation_rows(runs: List[dict]) -> Dict[str, List[dict]]:
+    """DetCon-B runs at its selected lr per mask source (FH = its main rows)."""
+    rows = {src: [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
+                  and r['role'] in ('main', 'ablation')] for src in MASK_SOURCES}
+    return {k: v for k, v in rows.items() if v}
+
+
 def summary(runs: List[dict], methods: Sequence[str]) -> dict:
     """Mean, std and n of every test metric and of the compute, per method (and per mask source)."""
     out = {}
@@ -57,16 +65,14 @@ def summary(runs: List[dict], methods: Sequence[str]) -> dict:
         for k in ('wall_s', 'cpu_s', 'images_per_s'):
             vals = [r[k] for r in rs if r[k] is not None]
             out[method][k] = float(np.mean(vals)) if vals else None
-    for src in MASK_SOURCES:
-        rs = [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
-              and r['role'] in ('main', 'ablation')]
-        if rs:
-            out[f'detcon-b[{src}]'] = {m: dict(zip(('mean', 'std'), _mean_std([test_value(r, m) for r in rs])),
-                                               n=len(rs)) for m in metrics_of(rs)}
+    for src, rs in ablation_rows(runs).items():
+        out[f'detcon-b[{src}]'] = {m: dict(zip(('mean', 'std'), _mean_std([test_value(r, m) for r in rs])),
+                                           n=len(rs)) for m in metrics_of(rs)}
     return out
 
 
-def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: str) -> str:
+def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: str,
+             chance: Optional[Dict[str, float]] = None) -> str:
     """results.md: main table, DetCo/DetCon against their baselines, mask ablation, lr sweep."""
     rows = main_rows(runs, methods)
     cols = metrics_of([r for rs in rows.values() for r in rs])
@@ -84,6 +90,9 @@ def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: s
         lr = f'{rs[0]["lr"]:.4g}' if rs[0]['lr'] is not None else '–'
         lines.append(f'| {method} | {len(rs)} | ' + ' | '.join(_fmt([test_value(r, c) for r in rs]) for c in cols)
                      + f' | {lr} | {compute} |')
+    if chance:
+        lines.append('| *chance* | | ' + ' | '.join(f'*{chance[c]:.1f}*' if c in chance else '' for c in cols)
+                     + ' | | | | |')
     pairs = [(a, b) for a, b in PAIRS if a in rows and b in rows]
     if pairs:
         lines += ['', '## Object-level method minus its baseline (test, difference of means)', '',
@@ -95,9 +104,7 @@ def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: s
                 vb = [test_value(r, c) for r in rows[b]]
                 diffs.append(f'{np.mean(va) - np.mean(vb):+.1f}' if va and vb and None not in va + vb else '–')
             lines.append(f'| {a} − {b} | ' + ' | '.join(diffs) + ' |')
-    abl = {src: [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
-                 and r['role'] in ('main', 'ablation')] for src in MASK_SOURCES}
-    abl = {k: v for k, v in abl.items() if v}
+    abl = ablation_rows(runs)
     if len(abl) > 1:
         lines += ['', '## DetCon-B mask source (test)', '',
                   '| Masks | n | ' + ' | '.join(METRICS[c] for c in cols) + ' |', '|---|---|' + '---|' * len(cols)]
@@ -144,9 +151,7 @@ def plots(runs: List[dict], methods: Sequence[str], out_dir: str) -> List[str]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
-    abl = {src: [r for r in runs if r['method'] == 'detcon-b' and r['mask_source'] == src
-                 and r['role'] in ('main', 'ablation')] for src in MASK_SOURCES}
-    abl = {k: v for k, v in abl.items() if v}
+    abl = ablation_rows(runs)
     if len(abl) > 1:
         fig, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 3.0), squeeze=False)
         for ax, c in zip(axes[0], cols):
@@ -185,8 +190,10 @@ def rewrite_report(results_json: str, out_dir=None) -> List[str]:
     with open(results_json) as f:
         results = json.load(f)
     out_dir = out_dir or osp.dirname(osp.abspath(results_json))
+    os.makedirs(out_dir, exist_ok=True)
     methods = list(results['profile']['methods']) + list(results['profile'].get('extra', {}))
     md = osp.join(out_dir, 'results.md')
     with open(md, 'w') as f:
-        f.write(markdown(results['runs'], methods, results['profile'], results.get('command', '')))
+        f.write(markdown(results['runs'], methods, results['profile'], results.get('command', ''),
+                         results.get('chance')))
     return [md] + plots(results['runs'], methods, out_dir)
