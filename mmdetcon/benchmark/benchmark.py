@@ -24,8 +24,8 @@ from .profiles import METHODS, Profile
 from .stages import run_stage, write_json_atomic
 
 SPLITS = ('train', 'val', 'test')
-# Profile fields that may differ between invocations sharing a work dir (they select runs, not their content).
-SELECTORS = ('methods', 'extra', 'name')
+# Profile fields that may differ between invocations sharing a work dir (they add or drop runs, not change them).
+SELECTORS = ('methods', 'extra', 'name', 'ablation')
 
 
 @dataclass(frozen=True)
