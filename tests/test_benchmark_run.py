@@ -173,7 +173,9 @@ def test_in1k_coco_plan(tmp_path):
         steps = json.load(f)
     names = [s['name'] for s in steps]
     assert names == [f'{m}/{s}' for m in ('detcon-b', 'byol') for s in
-                     ('pretrain', 'export', 'coco-mask-rcnn-1x', 'in1k-linear')]
+                     ('pretrain', 'export', 'coco-mask-rcnn-1x', 'in1k-linear')] + [
+                         'random/coco-mask-rcnn-1x', 'random/in1k-linear']
+    assert steps[-1]['cmd'][-1] == 'model.backbone.init_cfg=None'
     pre = steps[0]['cmd']
     assert pre[:3] == ['bash', 'tools/dist_train.sh', 'configs/detcon/detcon-b_resnet50_16xb256-lars-coslr-300e_in1k.py']
     assert steps[1]['cmd'][-2].endswith('detcon-b/pretrain/epoch_300.pth')

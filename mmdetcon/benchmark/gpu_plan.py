@@ -48,20 +48,21 @@ def gpu_plan(methods: List[str], work_dir: str, launcher: str = 'dist', partitio
     """Steps ``{name, cmd}`` (commands run from the repository root), in order, for every method."""
     steps = []
     for method in methods:
-        if method not in IN1K_CONFIGS:
-            continue  # 'random' has no pretraining; its floor is the benchmark configs with no checkpoint
-        config = IN1K_CONFIGS[method]
-        if config.startswith('mmpretrain::'):
-            config = osp.join(work_dir, 'configs', f'{method}_in1k.py')
-        pre_work = osp.join(work_dir, method, 'pretrain')
-        ckpt = osp.join(pre_work, f'epoch_{_epochs_of(IN1K_CONFIGS[method])}.pth')
-        backbone = osp.join(work_dir, method, 'backbone.pth')
-        n = gpus or RECIPE_GPUS['pretrain'].get(method, 16)
-        steps.append(dict(name=f'{method}/pretrain',
-                          cmd=_launch(launcher, config, pre_work, n, partition, f'{method}-pre', [])))
-        steps.append(dict(name=f'{method}/export',
-                          cmd=['python', 'tools/model_converters/extract_backbone.py', ckpt, backbone]))
-        init = [f'model.backbone.init_cfg.checkpoint={backbone}']
+        if method == 'random':  # the floor: both benchmarks from a randomly initialised backbone
+            init = ['model.backbone.init_cfg=None']
+        else:
+            config = IN1K_CONFIGS[method]
+            if config.startswith('mmpretrain::'):
+                config = osp.join(work_dir, 'configs', f'{method}_in1k.py')
+            pre_work = osp.join(work_dir, method, 'pretrain')
+            ckpt = osp.join(pre_work, f'epoch_{_epochs_of(IN1K_CONFIGS[method])}.pth')
+            backbone = osp.join(work_dir, method, 'backbone.pth')
+            n = gpus or RECIPE_GPUS['pretrain'].get(method, 16)
+            steps.append(dict(name=f'{method}/pretrain',
+                              cmd=_launch(launcher, config, pre_work, n, partition, f'{method}-pre', [])))
+            steps.append(dict(name=f'{method}/export',
+                              cmd=['python', 'tools/model_converters/extract_backbone.py', ckpt, backbone]))
+            init = [f'model.backbone.init_cfg.checkpoint={backbone}']
         steps.append(dict(name=f'{method}/coco-mask-rcnn-1x', cmd=_launch(
             launcher, COCO_CONFIG, osp.join(work_dir, method, 'coco'), gpus or RECIPE_GPUS['coco'], partition,
             f'{method}-coco', ['--cfg-options'] + init)))

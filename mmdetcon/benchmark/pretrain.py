@@ -120,20 +120,25 @@ def run_logged(cmd: List[str], log_path: str, progress: Callable[[int], None] = 
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(threads), stdout=log, stderr=subprocess.STDOUT)
         last = 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            done = pid == proc.pid
-            with open(log_path, errors='replace') as f:
-                found = TRAIN_PROGRESS.findall(f.read())
-            if found:
-                epoch, it, per_epoch = map(int, found[-1])
-                now = (epoch - 1) * per_epoch + it
-                if now > last:
-                    progress(now - last)
-                    last = now
-            if done:
-                break
-            time.sleep(1.0)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                done = pid == proc.pid
+                with open(log_path, errors='replace') as f:
+                    found = TRAIN_PROGRESS.findall(f.read())
+                if found:
+                    epoch, it, per_epoch = map(int, found[-1])
+                    now = (epoch - 1) * per_epoch + it
+                    if now > last:
+                        progress(now - last)
+                        last = now
+                if done:
+                    break
+                time.sleep(1.0)
+        except BaseException:  # interrupted: do not leave the training running
+            proc.kill()
+            proc.wait()
+            raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         with open(log_path, errors='replace') as f:
