@@ -28,16 +28,18 @@ class Profile:
 
     The backbone is a ResNet-18 of width ``base_channels`` (64 = the standard one) with ``strides``; views are
     ``image_size`` px, so the last feature map has ``image_size / 16`` cells per side with strides (1, 2, 2, 1).
+    The default budget is 20 480 images seen: 5 epochs (the shapes configs' own schedule, 1 warm-up epoch where
+    they have one) of 4096 images; at equal steps, more distinct images generalise better (see docs/benchmark.md).
     ``lr_multipliers`` scale each config's lr (the recipe's, linearly scaled to batch 32): the sweep run on seed
     0 and scored on the held-out ``val`` split. ``weight_decays`` is the probes' L2 grid, chosen on ``val``.
     """
     name: str
     image_size: int = 64
-    train_images: int = 1024
+    train_images: int = 4096
     probe_images: int = 512
     val_images: int = 256
     test_images: int = 256
-    epochs: int = 20
+    epochs: int = 5
     batch_size: int = 32
     base_channels: int = 32
     strides: Tuple[int, ...] = (1, 2, 2, 1)
