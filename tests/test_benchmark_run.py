@@ -177,7 +177,8 @@ def test_in1k_coco_plan(tmp_path):
                          'random/coco-mask-rcnn-1x', 'random/in1k-linear']
     assert steps[-1]['cmd'][-1] == 'model.backbone.init_cfg=None'
     pre = steps[0]['cmd']
-    assert pre[:3] == ['bash', 'tools/dist_train.sh', 'configs/detcon/detcon-b_resnet50_16xb256-lars-coslr-300e_in1k.py']
+    assert pre[:3] == ['bash', 'tools/dist_train.sh',
+                       'configs/detcon/detcon-b_resnet50_16xb256-lars-coslr-300e_in1k.py']
     assert steps[1]['cmd'][-2].endswith('detcon-b/pretrain/epoch_300.pth')
     assert any(a.startswith('model.backbone.init_cfg.checkpoint=') for a in steps[2]['cmd'])
     wrapper = osp.join(work, 'configs', 'byol_in1k.py')

@@ -189,5 +189,5 @@ def write_outputs(records: List[dict], profile: Profile, work_dir: str, command:
     write_json_atomic(osp.join(work_dir, 'results.json'), results)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(report.markdown(records, methods, profile.to_dict(), command, chance))
-    results['plots'] = report.plots(records, methods, work_dir)
+    results['plots'] = report.plots(records, methods, work_dir, chance)
     return results

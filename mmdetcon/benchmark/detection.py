@@ -5,14 +5,12 @@ anchors and FPN levels assume them); strides do not change the weights, so the s
 """
 import glob
 import json
-import os
 import os.path as osp
-import sys
 from typing import Callable, List, Tuple
 
 from mmengine.config import Config
 
-from .pretrain import run_logged
+from .pretrain import drop_checkpoints, train_in_stage
 from .profiles import ROOT, Profile
 
 DETECTION_CONFIG = 'configs/benchmarks/mmdet/mask-rcnn_r18_fpn_1xb4-2e_shapes.py'
@@ -56,14 +54,10 @@ def last_coco_metrics(work: str) -> dict:
 def fine_tune(stage_dir: str, profile: Profile, backbone: str, data_root: str, epochs: int, seed: int,
               progress: Callable[[int], None] = lambda n: None) -> Tuple[dict, List[str]]:
     """Stage body: train and evaluate; returns (record with the metrics, files)."""
-    cfg = detection_config(profile, backbone, data_root, epochs, seed)
-    cfg_path, work = osp.join(stage_dir, 'config.py'), osp.join(stage_dir, 'work')
-    cfg.dump(cfg_path)
-    wall, cpu = run_logged([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_path, '--work-dir', work],
-                           osp.join(stage_dir, 'train.log'), progress)
+    wall, cpu, work = train_in_stage(stage_dir, detection_config(profile, backbone, data_root, epochs, seed),
+                                     progress)
     metrics = last_coco_metrics(work)
-    for path in glob.glob(osp.join(work, '*.pth')):
-        os.remove(path)
+    drop_checkpoints(work)
     with open(osp.join(stage_dir, 'metrics.json'), 'w') as f:
         json.dump(metrics, f)
     return dict(metrics, det_epochs=epochs, det_wall_s=round(wall, 1), det_cpu_s=round(cpu, 1)), \

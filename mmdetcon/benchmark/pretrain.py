@@ -147,6 +147,21 @@ def run_logged(cmd: List[str], log_path: str, progress: Callable[[int], None] = 
     return time.time() - start, usage.ru_utime + usage.ru_stime
 
 
+def train_in_stage(stage_dir: str, cfg: Config, progress: Callable[[int], None]) -> Tuple[float, float, str]:
+    """Write ``cfg`` as the stage's ``config.py`` and train it with ``tools/train.py``; (wall s, CPU s, work dir)."""
+    cfg_path, work = osp.join(stage_dir, 'config.py'), osp.join(stage_dir, 'work')
+    cfg.dump(cfg_path)
+    wall, cpu = run_logged([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_path, '--work-dir', work],
+                           osp.join(stage_dir, 'train.log'), progress)
+    return wall, cpu, work
+
+
+def drop_checkpoints(work: str) -> None:
+    """Full checkpoints are not kept once their result is extracted."""
+    for path in glob.glob(osp.join(work, '*.pth')):
+        os.remove(path)
+
+
 def export_backbone(checkpoint: str, out: str) -> None:
     """The project's converter, as a user runs it."""
     if not osp.isfile(checkpoint):
@@ -161,14 +176,9 @@ def pretrain(stage_dir: str, method: str, profile: Profile, lr_mult: float, seed
              mask_source: str = 'fh', progress: Callable[[int], None] = lambda n: None) -> Tuple[dict, List[str]]:
     """Stage body: train, export ``backbone.pth``, drop the full checkpoint; returns (record, files)."""
     cfg = pretrain_config(method, profile, lr_mult, seed, data_root, mask_source)
-    cfg_path, work = osp.join(stage_dir, 'config.py'), osp.join(stage_dir, 'work')
-    cfg.dump(cfg_path)
-    wall, cpu = run_logged([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_path, '--work-dir', work],
-                           osp.join(stage_dir, 'train.log'), progress)
-    ckpt = osp.join(work, f'epoch_{profile.epochs}.pth')
-    export_backbone(ckpt, osp.join(stage_dir, 'backbone.pth'))
-    for path in glob.glob(osp.join(work, '*.pth')):
-        os.remove(path)  # the exported backbone is what the benchmark keeps
+    wall, cpu, work = train_in_stage(stage_dir, cfg, progress)
+    export_backbone(osp.join(work, f'epoch_{profile.epochs}.pth'), osp.join(stage_dir, 'backbone.pth'))
+    drop_checkpoints(work)
     images = iters_per_run(profile) * profile.batch_size
     record = dict(method=method, seed=seed, lr_mult=lr_mult, lr=cfg.optim_wrapper.optimizer.lr,
                   mask_source=mask_source if method.startswith('detcon') else None, images_seen=images,

@@ -164,7 +164,8 @@ def chance_levels(labels: Split) -> Dict[str, float]:
     _, classes = mask_pooled(torch.zeros(len(sem), 1, 1, 1), labels['instance'], sem)
     multi = labels['multilabel']
     prevalence = multi.mean(0)[multi.sum(0) > 0]
-    return dict(dense_miou=round(dense, 3), object_top1=round(100 * torch.bincount(classes).max().item() / len(classes), 3),
+    top = torch.bincount(classes).max().item() / len(classes)
+    return dict(dense_miou=round(dense, 3), object_top1=round(100 * top, 3),
                 multilabel_map=round(float(prevalence.mean() * 100), 3))
 
 

@@ -129,8 +129,10 @@ def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: s
     return '\n'.join(lines) + '\n'
 
 
-def plots(runs: List[dict], methods: Sequence[str], out_dir: str) -> List[str]:
-    """metrics.png (per method, error bars = std over seeds), mask_ablation.png, compute.png."""
+def plots(runs: List[dict], methods: Sequence[str], out_dir: str,
+          chance: Optional[Dict[str, float]] = None) -> List[str]:
+    """metrics.png (per method, error bars = std over seeds, dashed line = chance), mask_ablation.png,
+    compute.png."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -146,6 +148,8 @@ def plots(runs: List[dict], methods: Sequence[str], out_dir: str) -> List[str]:
                color=['0.6' if m == 'random' else f'C{i}' for i, m in enumerate(names)])
         ax.set_xticks(range(len(names)), names, rotation=45, ha='right', fontsize=8)
         ax.set_title(METRICS[c], fontsize=10)
+        if chance and c in chance:
+            ax.axhline(chance[c], ls='--', lw=0.8, color='k')
     fig.tight_layout()
     written.append(osp.join(out_dir, 'metrics.png'))
     fig.savefig(written[-1], dpi=110)
@@ -196,4 +200,4 @@ def rewrite_report(results_json: str, out_dir=None) -> List[str]:
     with open(md, 'w') as f:
         f.write(markdown(results['runs'], methods, results['profile'], results.get('command', ''),
                          results.get('chance')))
-    return [md] + plots(results['runs'], methods, out_dir)
+    return [md] + plots(results['runs'], methods, out_dir, results.get('chance'))
