@@ -202,11 +202,20 @@ def test_quick_end_to_end_and_redo_of_a_deleted_backbone(tmp_path):
     for name in ('results.md', 'metrics.png', 'mask_ablation.png', 'compute.png'):
         assert osp.getsize(osp.join(work, name)) > 0
     assert '| detcon-b | 1 |' in proc.stdout and 'DetCon-B mask source' in proc.stdout
-    # a deleted export is retrained and re-evaluated, never reported from the stale record
+    # a deleted export is retrained and re-evaluated, never reported from the stale record; a pretraining
+    # checkpoint of the user's joins as an extra row (exported by the converter)
     os.remove(osp.join(work, 'runs', 'byol_lr1_s0', 'backbone.pth'))
-    again = run_tool(['tools/benchmark/run.py', '--quick', '--work-dir', work], timeout=900)
+    from mmpretrain.registry import MODELS
+
+    from mmdetcon.benchmark.pretrain import backbone_cfg
+    net = MODELS.build(backbone_cfg(PROFILES['quick']))
+    mine = str(tmp_path / 'mine.pth')
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in net.state_dict().items()}), mine)
+    again = run_tool(['tools/benchmark/run.py', '--quick', '--work-dir', work, '--checkpoint', f'mine={mine}'],
+                     timeout=900)
     assert 'byol_lr1_s0: finished earlier but backbone.pth missing or changed; redoing' in again.stdout
     assert osp.isfile(osp.join(work, 'runs', 'byol_lr1_s0', 'eval', 'metrics.json'))
+    assert '| mine | 1 |' in again.stdout
     # tables regenerate from results.json alone
     os.remove(osp.join(work, 'results.md'))
     run_tool(['tools/benchmark/run.py', '--report', osp.join(work, 'results.json')])

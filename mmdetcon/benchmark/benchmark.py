@@ -4,6 +4,7 @@ mask-source ablation -> optional detection fine-tune -> results.json / results.m
 Every run is a stage under ``{work_dir}/runs/{name}`` with its evaluation (cached features and probe scores) in
 ``eval/`` inside it, so a redone pretraining always redoes its evaluation; finished stages are reused.
 """
+import hashlib
 import json
 import os
 import os.path as osp
@@ -39,6 +40,10 @@ class Run:
 
     @property
     def name(self) -> str:
+        if self.checkpoint:  # another file (or a rewritten one) under the same name is another stage
+            st = os.stat(self.checkpoint)
+            key = f'{osp.abspath(self.checkpoint)}:{st.st_size}:{st.st_mtime_ns}'
+            return f'{self.method}_{hashlib.sha1(key.encode()).hexdigest()[:8]}_s{self.seed}'
         name = self.method if self.lr_mult is None else f'{self.method}_lr{self.lr_mult:g}'
         name += f'_{self.mask_source}' if self.mask_source != 'fh' else ''
         return f'{name}_s{self.seed}'

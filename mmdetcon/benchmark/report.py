@@ -172,6 +172,8 @@ def plots(runs: List[dict], methods: Sequence[str], out_dir: str,
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), squeeze=False)
     for ax, c in zip(axes[0], cols):
         for i, m in enumerate(names):
+            if any(r['cpu_s'] is None for r in rows[m]):
+                continue  # a user's checkpoint: its pretraining compute is unknown
             cpu = np.mean([r['cpu_s'] for r in rows[m]]) / 60
             mean, std = _mean_std([test_value(r, c) for r in rows[m]])
             ax.errorbar([cpu], [mean], yerr=[std], fmt='o', capsize=3, label=m,
