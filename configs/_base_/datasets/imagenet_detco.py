@@ -1,7 +1,8 @@
 # DetCo data on ImageNet: 2 MoCo v2 global views + 2 independent 3x3 jigsaw patch sets per image.
 # Layout (mmpretrain's): data/imagenet/train/<class>/<image> and data/imagenet/meta/train.txt with
 # "<class>/<image> <label>" lines (labels are read by the dataset class but unused by DetCo).
-dataset_type = 'ImageNet'
+# ImageMaskDataset without a mask root reads that list and skips unreadable images (SkippedFilesHook).
+dataset_type = 'ImageMaskDataset'
 data_root = 'data/imagenet/'
 data_preprocessor = dict(
     type='SelfSupDataPreprocessor',
@@ -39,4 +40,5 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='meta/train.txt',
+                 data_prefix=dict(img_path='train/'), pipeline=train_pipeline))
