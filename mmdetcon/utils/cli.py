@@ -146,10 +146,21 @@ def explain(exc: BaseException) -> str:
     return f'{type(exc).__name__}: {msg}'
 
 
+def close_distributed() -> None:
+    """Leave the process group together and destroy it: a rank that exits while its peer still saves a
+    checkpoint can abort in gloo's C++ teardown ('terminate called without an active exception')."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run_cli(main: Callable[[Any], None], args: Any) -> None:
-    """Run ``main(args)``; an error ends with one line on stderr and exit code 1 (``--debug``: traceback)."""
+    """Run ``main(args)``; an error ends with one line on stderr and exit code 1 (``--debug``: traceback).
+    A distributed run that succeeded leaves its process group cleanly."""
     try:
         main(args)
+        close_distributed()
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
