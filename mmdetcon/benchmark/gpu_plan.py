@@ -11,8 +11,8 @@ from typing import Dict, List, Optional
 from .profiles import ROOT
 from .stages import run_stage, write_json_atomic
 
-# mmpretrain's own recipes for the baselines; wrappers add mmdetcon's signed-checkpoint runner so that
-# --resume and extract_backbone work on torch >= 2.6.
+# mmpretrain's own recipes for the baselines; wrappers import mmdetcon (its safe checkpoint loader) and use its
+# runner (exact resume, skipped files), so that --resume and extract_backbone work on torch >= 2.6.
 IN1K_CONFIGS: Dict[str, str] = {
     'detcon-b': 'configs/detcon/detcon-b_resnet50_16xb256-lars-coslr-300e_in1k.py',
     'detcon-s': 'configs/detcon/detcon-s_resnet50_16xb256-lars-coslr-1000e_in1k.py',
