@@ -1,7 +1,6 @@
 """Demo configs train through tools/train.py, resume from their own checkpoints on any machine (torch >= 2.6,
 no key), continue exactly after a SIGKILL, and run multi-process over gloo through tools/dist_train.sh."""
 import glob
-import json
 import os
 import os.path as osp
 import signal
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, free_port, run_tool, tool_env
+from mmdetcon.utils.logs import logged_scalars
 
 DEMOS = {
     'byol': 'configs/baselines/byol_resnet18_1xb32-lars-coslr-5e_shapes.py',
@@ -54,13 +54,7 @@ def test_resume_with_another_home(shapes_root, tmp_path):
 
 def _scalars(work: str) -> dict:
     """step -> logged values, over every run in ``work`` (a later run overrides an earlier one)."""
-    by_step = {}
-    for path in sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                row = json.loads(line)
-                by_step[row['step']] = row
-    return by_step
+    return {row['step']: row for row in logged_scalars(work)}
 
 
 def _losses(row: dict) -> dict:

@@ -3,13 +3,13 @@
 Needs mmdet, hence full mmcv with compiled ops. The backbone keeps ResNet's standard strides here (the
 anchors and FPN levels assume them); strides do not change the weights, so the same file loads.
 """
-import glob
 import json
 import os.path as osp
 from typing import Callable, List, Tuple
 
 from mmengine.config import Config
 
+from ..utils.logs import logged_scalars
 from .pretrain import drop_checkpoints, train_in_stage
 from .profiles import ROOT, Profile
 
@@ -40,12 +40,9 @@ def detection_config(profile: Profile, backbone: str, data_root: str, epochs: in
 def last_coco_metrics(work: str) -> dict:
     """Box and mask AP (%) of the last evaluation logged under ``work``."""
     found = {}
-    for path in sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                row = json.loads(line)
-                if 'coco/bbox_mAP' in row:
-                    found = row
+    for row in logged_scalars(work):
+        if 'coco/bbox_mAP' in row:
+            found = row
     if not found:
         raise RuntimeError(f'no COCO metrics logged under {work}')
     return dict(bbox_mAP=round(100 * found['coco/bbox_mAP'], 2), segm_mAP=round(100 * found['coco/segm_mAP'], 2))
