@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from mmdetcon.datasets.shapes import (CLASS_SPECS, MAX_OBJECTS, MIN_OBJECTS, SHAPE_CLASSES, SHAPES_CLASSES,
-                                      ShapesDataset, make_shapes, min_visible_area, render_image)
+from mmdetcon.datasets.shapes import (CLASS_SPECS, MAX_OBJECTS, MIN_OBJECTS, OBJECT_SIZE, SHAPE_CLASSES,
+                                      SHAPES_CLASSES, ShapesDataset, make_shapes, min_visible_area, render_image)
 
 N, SIZE = 8, 64
 
@@ -124,6 +124,55 @@ def test_object_counts_and_visible_areas():
     assert sum(k < s for k, s in zip(kept, sampled)) > 0, 'no occlusion drop in 60 images'
 
 
+def test_scene_ranges_object_size_and_count(tmp_path):
+    def stats(**scene):
+        outs = [render_image(3, 'train', i, 64, **scene) for i in range(40)]
+        areas = [np.bincount(o['instance'].ravel().astype(np.int64))[1:] for o in outs]
+        return [o['num_sampled'] for o in outs], float(np.mean([a.max() for a in areas]))
+    sampled, large = stats(object_size=(0.25, 0.3), num_objects=(1, 1))
+    assert set(sampled) == {1}
+    # one object of radius >= 16 px per image: every shape covers >= 1.4 r^2 (less where the border clips it)
+    assert large > 0.9 * (0.25 * 64) ** 2
+    sampled, small = stats()
+    assert min(sampled) == MIN_OBJECTS and max(sampled) == MAX_OBJECTS
+    assert small < 0.5 * large, (small, large)  # default radii are 0.09-0.2 of the side
+    # the scene ranges are generation parameters: recorded, checked on reuse; old markers hold the defaults
+    root = str(tmp_path / 'scene')
+    s = make_shapes(root, 2, 32, object_size=(0.2, 0.3), num_objects=(1, 2), progress=False)
+    assert s['object_size'] == [0.2, 0.3] and s['num_objects'] == [1, 2]
+    with pytest.raises(ValueError, match='object_size='):
+        make_shapes(root, 2, 32, progress=False)
+    legacy = str(tmp_path / 'legacy')
+    make_shapes(legacy, 2, 32, progress=False)
+    marker = osp.join(legacy, 'train', '.complete')
+    params = json.load(open(marker))
+    assert params['object_size'] == list(OBJECT_SIZE)
+    json.dump({k: v for k, v in params.items() if k not in ('object_size', 'num_objects')}, open(marker, 'w'))
+    assert not make_shapes(legacy, 2, 32, progress=False)['generated']
+    with pytest.raises(ValueError, match='num_objects='):
+        make_shapes(legacy, 2, 32, num_objects=(1, 2), progress=False)
+    for bad in (dict(object_size=(0.3, 0.2)), dict(object_size=(0, 0.2)), dict(num_objects=(0, 2)),
+                dict(num_objects=(3, 2)), dict(style='glossy')):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            make_shapes(str(tmp_path / 'bad'), 2, 32, progress=False, **bad)
+
+
+def test_flat_style_holds_nothing_but_shapes(tmp_path):
+    for i in range(10):
+        out = render_image(0, 'train', i, 64, shape_only=True, style='flat')
+        img, inst = out['img'].astype(np.float32), out['instance']
+        assert np.abs(img - img.mean(2, keepdims=True)).mean() < 4  # grey: channels differ by noise only
+        for k in range(int(inst.max()) + 1):  # background and every object: one level + sensor noise
+            region = img[inst == k][:, 0]
+            assert region.std() < 6, (i, k, region.std())
+        if inst.max():
+            assert img[inst > 0].mean() > img[inst == 0].mean() + 30  # objects lighter than the background
+    root = str(tmp_path / 'flat')
+    assert make_shapes(root, 2, 32, style='flat', progress=False)['style'] == 'flat'
+    with pytest.raises(ValueError, match='style='):
+        make_shapes(root, 2, 32, progress=False)
+
+
 def test_num_sampled_recorded_in_coco(tiny):
     coco = json.load(open(osp.join(tiny, 'annotations/instances_train.json')))
     per_image = np.bincount([a['image_id'] for a in coco['annotations']], minlength=N)
@@ -224,7 +273,8 @@ def test_cli_summary_and_preview(tmp_path, capsys):
     import argparse
     out, preview = str(tmp_path / 'cli'), str(tmp_path / 'p.png')
     cli.main(argparse.Namespace(out=out, num_images=3, image_size=32, seed=0, splits=['train', 'val'],
-                                workers=0, overwrite=False, preview=preview, preview_count=3, shape_only=False))
+                                workers=0, overwrite=False, preview=preview, preview_count=3, shape_only=False,
+                                object_size=(0.09, 0.2), num_objects=(2, 6), style="textured"))
     text = capsys.readouterr().out
     assert 'train: 3 images of 32 px' in text and 'val: 3 images' in text and 'preview:' in text
     grid = cv2.imread(preview)

@@ -70,7 +70,7 @@ def prepare_data(work_dir: str, profile: Profile) -> str:
     sizes = dict(train=max(profile.train_images, profile.probe_images), val=profile.val_images,
                  test=profile.test_images)
     for split, num in sizes.items():
-        make_shapes(root, num, profile.image_size, profile.data_seed, split, shape_only=profile.shape_only)
+        make_shapes(root, num, profile.image_size, split=split, **profile.scene())
     return root
 
 

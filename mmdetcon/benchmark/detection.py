@@ -26,7 +26,7 @@ def detection_config(profile: Profile, backbone: str, data_root: str, epochs: in
                                (cfg.val_dataloader, 'test', profile.test_images)):
         loader.update(num_workers=0, persistent_workers=False)
         loader.dataset.update(data_root=data_root, split=split, num_images=num, image_size=profile.image_size,
-                              seed=profile.data_seed, shape_only=profile.shape_only)
+                              **profile.scene())
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator.ann_file = osp.join(data_root, 'annotations', 'instances_test.json')
     cfg.test_evaluator = cfg.val_evaluator

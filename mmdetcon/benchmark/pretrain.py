@@ -76,8 +76,7 @@ def pretrain_config(method: str, profile: Profile, lr_mult: float, seed: int, da
     loader = cfg.train_dataloader
     loader.update(batch_size=profile.batch_size, num_workers=0, persistent_workers=False, drop_last=True)
     loader.dataset.update(data_root=data_root, split='train', num_images=profile.train_images, image_size=size,
-                          seed=profile.data_seed, shape_only=profile.shape_only,
-                          pipeline=_walk(list(loader.dataset.pipeline), views))
+                          **profile.scene(), pipeline=_walk(list(loader.dataset.pipeline), views))
     if method.startswith('detcon'):
         loader.dataset.with_masks = 'instance' if mask_source == 'gt' else (
             None if mask_source == 'grid' else 'masks_fh')

@@ -51,7 +51,15 @@ class Profile:
     grid_size: int = 4
     data_seed: int = 0
     shape_only: bool = True
+    object_size: Tuple[float, ...] = (0.09, 0.2)
+    num_objects: Tuple[int, ...] = (2, 6)
+    style: str = 'textured'
     extra: Dict[str, str] = field(default_factory=dict)
+
+    def scene(self) -> dict:
+        """``make_shapes`` / shapes-dataset arguments of the profile's scenes (besides ``image_size``)."""
+        return dict(seed=self.data_seed, shape_only=self.shape_only, object_size=tuple(self.object_size),
+                    num_objects=tuple(self.num_objects), style=self.style)
 
     def to_dict(self) -> dict:
         return asdict(self)

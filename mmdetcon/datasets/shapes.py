@@ -52,6 +52,8 @@ def shapes_classes(shape_only: bool = False) -> Tuple[str, ...]:
     return SHAPE_CLASSES if shape_only else SHAPES_CLASSES
 
 MIN_OBJECTS, MAX_OBJECTS = 2, 6
+OBJECT_SIZE = (0.09, 0.2)  # object radius range, as a fraction of the image side
+STYLES = ('textured', 'flat')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -149,8 +151,15 @@ def _texture(kind: str, rng: np.random.Generator, size: int, yy: np.ndarray, xx:
     return (u - period / 2) ** 2 + (v - period / 2) ** 2 < (0.3 * period) ** 2  # dotted
 
 
-def render_image(seed: int, split: str, index: int, image_size: int = 128, shape_only: bool = False) -> dict:
-    """Render image ``index``; deterministic in ``(seed, split, index, image_size, shape_only)``.
+def render_image(seed: int, split: str, index: int, image_size: int = 128, shape_only: bool = False,
+                 object_size: Sequence[float] = OBJECT_SIZE,
+                 num_objects: Sequence[int] = (MIN_OBJECTS, MAX_OBJECTS), style: str = 'textured') -> dict:
+    """Render image ``index``; deterministic in its arguments.
+
+    ``object_size`` is the range of object radii (fraction of the image side), ``num_objects`` the inclusive
+    range of objects drawn before occlusion culling. ``style='flat'`` draws every object in a plain grey
+    (lightness drawn per object) on a plain darker grey background: the image holds nothing but shapes, so
+    no colour, texture or background pattern identifies an image better than its shapes do.
 
     Returns a dict with ``img`` (S,S,3) uint8 RGB, ``semantic`` (S,S) uint8, ``instance`` (S,S) uint16,
     ``categories`` (class id of instance 1..n), ``num_sampled`` (objects drawn before dropping those
@@ -159,19 +168,25 @@ def render_image(seed: int, split: str, index: int, image_size: int = 128, shape
     rng = image_rng(seed, split, index)
     size = int(image_size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    img = _background(rng, size, yy, xx)
+    flat = style == 'flat'
+    if flat:
+        img = np.full((size, size, 3), rng.uniform(30, 100), np.float32)
+    else:
+        img = _background(rng, size, yy, xx)
 
     objects = []
-    for _ in range(int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))):
+    for _ in range(int(rng.integers(num_objects[0], num_objects[1] + 1))):
         cls = int(rng.integers(1, len(CLASS_SPECS) + 1))
         shape, _, rgb, texture = CLASS_SPECS[cls - 1]
-        if shape_only:  # colour and texture independent of the class
+        if flat:
+            rgb, texture = (rng.uniform(140, 240), ) * 3, 'plain'
+        elif shape_only:  # colour and texture independent of the class
             _, _, rgb, _ = CLASS_SPECS[int(rng.integers(len(CLASS_SPECS)))]
             texture = ('plain', 'striped', 'dotted')[int(rng.integers(3))]
-        r = rng.uniform(0.09, 0.2) * size
+        r = rng.uniform(*object_size) * size
         cx, cy = rng.uniform(0.1, 0.9, 2) * size
         mask = _shape_mask(shape, cx, cy, r, rng.uniform(0, 2 * np.pi), size, yy, xx)
-        colour = np.clip(np.asarray(rgb, np.float32) + rng.uniform(-15, 15, 3), 0, 255)
+        colour = np.clip(np.asarray(rgb, np.float32) + (0 if flat else rng.uniform(-15, 15, 3)), 0, 255)
         pattern = _texture(texture, rng, size, yy, xx)
         objects.append((cls, mask, colour, pattern))
 
@@ -225,9 +240,9 @@ def instance_annotations(instance: np.ndarray, categories: Sequence[int]) -> Lis
     return anns
 
 
-def _generate_one(job: Tuple[str, str, int, int, int, bool]) -> Tuple[int, List[dict]]:
-    split_dir, split, seed, index, image_size, shape_only = job
-    out = render_image(seed, split, index, image_size, shape_only)
+def _generate_one(job: Tuple[str, str, int, int, int, bool, tuple, tuple, str]) -> Tuple[int, List[dict]]:
+    split_dir, split, seed, index, image_size, shape_only, object_size, num_objects, style = job
+    out = render_image(seed, split, index, image_size, shape_only, object_size, num_objects, style)
     name = f'{index:06d}.png'
     _write_png(osp.join(split_dir, 'images', name), cv2.cvtColor(out['img'], cv2.COLOR_RGB2BGR))
     _write_png(osp.join(split_dir, 'semantic', name), out['semantic'])
@@ -252,8 +267,11 @@ def _read_json(path: str) -> Optional[dict]:
 
 def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0, split: str = 'train',
                 num_workers: int = 0, overwrite: bool = False, progress: bool = True,
-                shape_only: bool = False) -> Dict:
+                shape_only: bool = False, object_size: Sequence[float] = OBJECT_SIZE,
+                num_objects: Sequence[int] = (MIN_OBJECTS, MAX_OBJECTS), style: str = 'textured') -> Dict:
     """Generate (or reuse) ``num_images`` shapes images of ``split`` under ``root``; see the module doc.
+
+    ``object_size``, ``num_objects`` and ``style`` are :func:`render_image`'s scene parameters.
 
     Returns a summary dict: the parameters of the data on disk, ``generated`` (False when reused),
     ``num_instances`` and ``instances_per_class`` (only when generated).
@@ -265,16 +283,28 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
     if not split or osp.basename(split) != split or split.startswith('.'):
         raise ValueError(f'split must be a plain folder name, got {split!r}')
     num_images, image_size, seed = int(num_images), int(image_size), int(seed)
+    object_size = [float(v) for v in object_size]
+    num_objects = [int(v) for v in num_objects]
+    if len(object_size) != 2 or not 0 < object_size[0] <= object_size[1] <= 1:
+        raise ValueError(f'object_size must be (min, max) radii with 0 < min <= max <= 1, got {object_size}')
+    if len(num_objects) != 2 or not 1 <= num_objects[0] <= num_objects[1]:
+        raise ValueError(f'num_objects must be (min, max) with 1 <= min <= max, got {num_objects}')
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got {style!r}')
     split_dir = osp.join(root, split)
     marker, started = osp.join(split_dir, '.complete'), osp.join(split_dir, '.generating')
     ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
     classes = shapes_classes(shape_only)
     params = dict(format=FORMAT_VERSION, split=split, num_images=num_images, image_size=image_size,
-                  seed=seed, classes=list(classes))
+                  seed=seed, classes=list(classes), object_size=object_size, num_objects=num_objects,
+                  style=style)
+    # markers written before object_size / num_objects / style existed hold the defaults
+    legacy = dict(object_size=list(OBJECT_SIZE), num_objects=[MIN_OBJECTS, MAX_OBJECTS], style='textured')
 
     done = _read_json(marker) if osp.isfile(marker) else None
     if done is not None and not overwrite:
-        differs = {k: (done.get(k), v) for k, v in params.items() if k != 'num_images' and done.get(k) != v}
+        differs = {k: (done.get(k, legacy.get(k)), v) for k, v in params.items()
+                   if k != 'num_images' and done.get(k, legacy.get(k)) != v}
         if differs:
             what = ', '.join(f'{k}={old!r} (requested {new!r})' for k, (old, new) in differs.items())
             raise ValueError(f'{split_dir} holds shapes data generated with {what}; delete it, use another '
@@ -292,7 +322,8 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
     _remove_if_present(marker)
     _write_bytes_atomic(started, json.dumps(params).encode())
 
-    jobs = [(split_dir, split, seed, i, image_size, shape_only) for i in range(num_images)]
+    jobs = [(split_dir, split, seed, i, image_size, shape_only, tuple(object_size), tuple(num_objects),
+             style) for i in range(num_images)]
     from tqdm import tqdm
     bar = dict(total=num_images, desc=f'shapes {split}', unit='img', disable=not progress)
     if num_workers > 0:
@@ -334,8 +365,8 @@ class ShapesDataset(BaseDataset):
         split: Sub-folder (``train``/``val``/...).
         num_images: Images used (and generated if missing). With ``generate=False`` it may be None
             (every image in the folder).
-        image_size, seed, shape_only: Generation parameters (ignored when ``generate=False``, except that
-            ``shape_only`` still selects the class names).
+        image_size, seed, shape_only, object_size, num_objects, style: Generation parameters (ignored when
+            ``generate=False``, except that ``shape_only`` still selects the class names).
         with_masks: None, ``'instance'``, ``'semantic'`` or ``'masks_fh'``: adds ``seg_map_path`` to each
             data info, pointing at that id map (load it with ``LoadIdMap``). ``masks_fh`` maps are written
             by ``tools/masks/generate_masks.py`` and may be absent (``LoadIdMap(fallback='felzenszwalb')``).
@@ -348,7 +379,10 @@ class ShapesDataset(BaseDataset):
     def __init__(self, data_root: str = 'data/shapes', split: str = 'train',
                  num_images: Optional[int] = 256, image_size: int = 128, seed: int = 0,
                  with_masks: Optional[str] = None, generate: bool = True, generate_workers: int = 0,
-                 pipeline: Sequence = (), shape_only: bool = False, **kwargs) -> None:
+                 pipeline: Sequence = (), shape_only: bool = False,
+                 object_size: Sequence[float] = OBJECT_SIZE,
+                 num_objects: Sequence[int] = (MIN_OBJECTS, MAX_OBJECTS), style: str = 'textured',
+                 **kwargs) -> None:
         if with_masks not in (None, 'instance', 'semantic', 'masks_fh'):
             raise ValueError("with_masks must be None, 'instance', 'semantic' or 'masks_fh', "
                              f'got {with_masks!r}')
@@ -356,7 +390,8 @@ class ShapesDataset(BaseDataset):
             raise ValueError('num_images=None needs generate=False')
         self.split, self.num_images, self.image_size, self.seed = split, num_images, image_size, seed
         self.with_masks, self.generate, self.generate_workers = with_masks, generate, generate_workers
-        self.shape_only = shape_only
+        self.shape_only, self.object_size, self.num_objects = shape_only, object_size, num_objects
+        self.style = style
         if shape_only:
             kwargs['metainfo'] = dict(kwargs.get('metainfo') or {}, classes=SHAPE_CLASSES)
         kwargs.setdefault('data_prefix', dict(img_path=osp.join(split, 'images')))
@@ -367,7 +402,8 @@ class ShapesDataset(BaseDataset):
         if self.generate:
             if is_main_process():
                 make_shapes(root, self.num_images, self.image_size, self.seed, self.split,
-                            num_workers=self.generate_workers, shape_only=self.shape_only)
+                            num_workers=self.generate_workers, shape_only=self.shape_only,
+                            object_size=self.object_size, num_objects=self.num_objects, style=self.style)
             barrier()
         img_dir = self.data_prefix['img_path']
         if not osp.isdir(img_dir):

@@ -25,6 +25,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=0, help='generation processes (0: in-process)')
     parser.add_argument('--shape-only', action='store_true',
                         help='the class is the shape alone; colour and texture are drawn independently of it')
+    parser.add_argument('--object-size', type=float, nargs=2, default=(0.09, 0.2), metavar=('MIN', 'MAX'),
+                        help='range of object radii, as a fraction of the image side')
+    parser.add_argument('--num-objects', type=int, nargs=2, default=(2, 6), metavar=('MIN', 'MAX'),
+                        help='range of objects drawn per image (before dropping nearly hidden ones)')
+    parser.add_argument('--style', choices=('textured', 'flat'), default='textured',
+                        help='flat: plain grey objects on a plain background (nothing but shapes)')
     parser.add_argument('--overwrite', action='store_true',
                         help='regenerate a split made with other parameters')
     parser.add_argument('--preview', metavar='PNG', help='save a grid of the first images with instance overlays')
@@ -83,7 +89,8 @@ def main(args: argparse.Namespace) -> None:
     for split in args.splits:
         try:
             s = make_shapes(args.out, args.num_images, args.image_size, args.seed, split,
-                            num_workers=args.workers, overwrite=args.overwrite, shape_only=args.shape_only)
+                            num_workers=args.workers, overwrite=args.overwrite, shape_only=args.shape_only,
+                            object_size=args.object_size, num_objects=args.num_objects, style=args.style)
         except ValueError as e:
             raise UserError(str(e)) from None
         where = osp.join(args.out, split)
