@@ -134,7 +134,9 @@ def test_every_method_config_fits_the_default_budget():
         base = pretrain_config(method, profile, 1.0, 3, 'data/x')
         assert cfg.optim_wrapper.optimizer.lr == pytest.approx(4 * base.optim_wrapper.optimizer.lr)
         assert cfg.train_dataloader.batch_size == 32 and cfg.train_cfg.max_epochs == profile.epochs
-        assert cfg.train_dataloader.dataset.num_images == 4096 and cfg.train_dataloader.dataset.shape_only
+        ds = cfg.train_dataloader.dataset
+        assert ds.num_images == 4096 and ds.shape_only
+        assert {k: tuple(ds[k]) if isinstance(ds[k], list) else ds[k] for k in profile.scene()} == profile.scene()
         assert max(s['end'] for s in cfg.param_scheduler) == profile.epochs
         assert cfg.custom_hooks == [] and cfg.randomness.seed == 3
         text = cfg.pretty_text

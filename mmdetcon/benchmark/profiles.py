@@ -32,6 +32,9 @@ class Profile:
     they have one) of 4096 images; at equal steps, more distinct images generalise better (see docs/benchmark.md).
     ``lr_multipliers`` scale each config's lr (the recipe's, linearly scaled to batch 32): the sweep run on seed
     0 and scored on the held-out ``val`` split. ``weight_decays`` is the probes' L2 grid, chosen on ``val``.
+    ``shape_only``, ``object_size``, ``num_objects`` and ``style`` are the scenes' generation parameters
+    (:func:`mmdetcon.datasets.shapes.render_image`): by default flat grey shapes, 1-3 per image, radius 15-30 %
+    of the side, the class being the shape alone (docs/benchmark.md says why).
     """
     name: str
     image_size: int = 64
@@ -44,16 +47,16 @@ class Profile:
     base_channels: int = 32
     strides: Tuple[int, ...] = (1, 2, 2, 1)
     lr_multipliers: Tuple[float, ...] = (1.0, 4.0, 16.0)
-    weight_decays: Tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    weight_decays: Tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     probe_iters: int = 100
     methods: Tuple[str, ...] = tuple(METHODS)
     ablation: Tuple[str, ...] = ('grid', 'gt')
     grid_size: int = 4
     data_seed: int = 0
     shape_only: bool = True
-    object_size: Tuple[float, ...] = (0.09, 0.2)
-    num_objects: Tuple[int, ...] = (2, 6)
-    style: str = 'textured'
+    object_size: Tuple[float, ...] = (0.15, 0.3)
+    num_objects: Tuple[int, ...] = (1, 3)
+    style: str = 'flat'
     extra: Dict[str, str] = field(default_factory=dict)
 
     def scene(self) -> dict:
