@@ -225,6 +225,15 @@ def test_quick_end_to_end_and_redo_of_a_deleted_backbone(tmp_path):
     # another budget in the same work dir is refused
     other = run_tool(['tools/benchmark/run.py', '--quick', '--work-dir', work, '--set', 'epochs=2'], check=False)
     assert other.returncode == 1 and 'other settings (epochs differ)' in other.stderr
+    # the supervised reference row reads the work dir's profile and data and scores with the same probes
+    out = str(tmp_path / 'ceiling.json')
+    ceiling = run_tool(['tools/analysis/benchmark_ceiling.py', '--work-dir', work, '--steps', '3', '--json', out])
+    with open(out) as f:
+        record = json.load(f)
+    assert record['steps'] == 3 and set(record['metrics']) == set(probes.PROBES)
+    assert 'supervised reference, 3 steps of 8' in ceiling.stdout
+    missing = run_tool(['tools/analysis/benchmark_ceiling.py', '--work-dir', str(tmp_path / 'none')], check=False)
+    assert missing.returncode == 1 and 'profile.json not found' in missing.stderr
 
 
 def test_chance_levels_hand_case():
