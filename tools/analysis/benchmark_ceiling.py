@@ -9,6 +9,8 @@ then scores it with exactly the benchmark's frozen-feature probes. Not a benchma
 says whether a probe result near chance means "the method learned nothing" or "nothing is learnable here".
 """
 import argparse
+import contextlib
+import io
 import json
 import os.path as osp
 import sys
@@ -62,7 +64,8 @@ def main(args: argparse.Namespace) -> None:
     k = len(json.load(open(osp.join(root, 'annotations', 'instances_train.json')))['categories']) + 1
 
     net = MODELS.build(backbone_cfg(p))
-    net.init_weights()
+    with contextlib.redirect_stdout(io.StringIO()):  # mmengine lists every initialised parameter
+        net.init_weights()
     head = torch.nn.Conv2d(8 * p.base_channels, k, 1)
     params = list(net.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
