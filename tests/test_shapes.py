@@ -168,9 +168,11 @@ def test_flat_style_holds_nothing_but_shapes(tmp_path):
         if inst.max():
             assert img[inst > 0].mean() > img[inst == 0].mean() + 30  # objects lighter than the background
     root = str(tmp_path / 'flat')
-    assert make_shapes(root, 2, 32, style='flat', progress=False)['style'] == 'flat'
+    assert make_shapes(root, 2, 32, shape_only=True, style='flat', progress=False)['style'] == 'flat'
     with pytest.raises(ValueError, match='style='):
-        make_shapes(root, 2, 32, progress=False)
+        make_shapes(root, 2, 32, shape_only=True, progress=False)
+    with pytest.raises(ValueError, match='needs shape_only=True'):  # class names would name colours not drawn
+        make_shapes(str(tmp_path / 'flat2'), 2, 32, style='flat', progress=False)
 
 
 def test_num_sampled_recorded_in_coco(tiny):

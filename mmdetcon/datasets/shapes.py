@@ -291,6 +291,8 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
         raise ValueError(f'num_objects must be (min, max) with 1 <= min <= max, got {num_objects}')
     if style not in STYLES:
         raise ValueError(f'style must be one of {STYLES}, got {style!r}')
+    if style == 'flat' and not shape_only:
+        raise ValueError("style='flat' draws no class colours or textures: it needs shape_only=True (--shape-only)")
     split_dir = osp.join(root, split)
     marker, started = osp.join(split_dir, '.complete'), osp.join(split_dir, '.generating')
     ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
