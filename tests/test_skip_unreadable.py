@@ -3,6 +3,7 @@ limited); images generate_masks.py listed as failed are left out; a mask of the 
 import json
 import os
 import os.path as osp
+import re
 import shutil
 
 import numpy as np
@@ -120,9 +121,14 @@ def test_training_skips_logs_and_stops_past_the_limit(folder, tmp_path):
     allow = "custom_hooks = [dict(type='SkippedFilesHook', max_share=0.2)]\n"
     proc = run_tool(['tools/train.py', _config(tmp_path, images, masks, allow), '--work-dir', str(tmp_path / 'w2')])
     log = proc.stdout + proc.stderr
-    assert 'Epoch(train) [1][4/4]' in log and 'skipped 2 unreadable files' in log, log[-3000:]
+    assert 'Epoch(train) [1][4/4]' in log, log[-3000:]
     assert f'skipped unreadable file {images / BAD_IMAGE}' in log and f'{masks / BAD_MASK}' in log, log[-3000:]
-    assert 'skipped_files: 2' in log, log[-3000:]
+    # Draws are counted: each worker avoids files it found unreadable, but another worker's replacement draw
+    # may pick one again, so the 2 bad files give 2 skips or a few more - as many as warnings were logged.
+    total = re.search(r'epoch 1: skipped (\d+) unreadable files', log)
+    assert total and 2 <= int(total.group(1)) <= 6, log[-3000:]
+    assert int(total.group(1)) == log.count('skipped unreadable file '), log[-3000:]
+    assert f'skipped_files: {total.group(1)}' in log, log[-3000:]
 
 
 def _hook_worker(rank, port, counts, out_dir):

@@ -30,7 +30,9 @@ class SkippedFilesHook(Hook):
     """Sum, in the main process, the ``skipped_files`` count each sample carries (set by datasets that
     skip unreadable files, e.g. :class:`ImageMaskDataset`, in whatever worker process loaded it).
 
-    The epoch's total over all ranks is logged as ``skipped_files`` once non-zero; past ``max_share`` of
+    Skips are counted per draw: a worker avoids files it found unreadable, but another worker may draw the
+    same file as a replacement, so a file can count more than once. The epoch's total over all ranks is
+    logged as ``skipped_files`` once non-zero; past ``max_share`` of
     the epoch's samples the run stops. Ranks agree on the total every ``sync_interval`` iterations and
     at the end of an epoch (one all_reduce of one number), so all of them stop together.
     """
