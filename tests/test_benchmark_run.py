@@ -152,6 +152,11 @@ def test_every_method_config_fits_the_default_budget():
     assert gt.with_masks == 'instance'
     with pytest.raises(ValueError, match='DetCon only'):
         pretrain_config('byol', profile, 1.0, 0, 'd', 'gt')
+    from mmdetcon.benchmark.detection import detection_config  # the fine-tune reads the same scenes
+    det = detection_config(profile, 'b.pth', 'd', 1, 0)
+    for loader in (det.train_dataloader, det.val_dataloader):
+        ds = loader.dataset
+        assert {k: tuple(ds[k]) if isinstance(ds[k], list) else ds[k] for k in profile.scene()} == profile.scene()
 
 
 @pytest.mark.parametrize('args, message', [

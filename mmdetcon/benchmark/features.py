@@ -53,14 +53,19 @@ def load_backbone(path: str, profile: Profile) -> torch.nn.Module:
     return net
 
 
+def load_images(data_root: str, split: str, start: int, stop: int) -> torch.Tensor:
+    """(N, 3, H, W) float32 RGB images ``start..stop-1`` of ``split``, normalised as the pretraining input."""
+    imgs = [_read(osp.join(data_root, split, 'images', f'{i:06d}.png'), cv2.IMREAD_COLOR)[..., ::-1]
+            for i in range(start, stop)]
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs))).permute(0, 3, 1, 2).float()
+    return (x - MEAN) / STD
+
+
 @torch.no_grad()
 def extract(net: torch.nn.Module, data_root: str, split: str, num: int, batch: int = 64,
             desc: str = '') -> torch.Tensor:
     """(N, C, h, w) float32 last-stage features of the first ``num`` images of ``split``."""
     out = []
     for start in tqdm(range(0, num, batch), desc=desc or f'features {split}', leave=False):
-        imgs = [_read(osp.join(data_root, split, 'images', f'{i:06d}.png'), cv2.IMREAD_COLOR)[..., ::-1]
-                for i in range(start, min(num, start + batch))]
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs))).permute(0, 3, 1, 2).float()
-        out.append(net((x - MEAN) / STD)[-1])
+        out.append(net(load_images(data_root, split, start, min(num, start + batch)))[-1])
     return torch.cat(out)

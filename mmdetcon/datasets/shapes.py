@@ -240,9 +240,9 @@ def instance_annotations(instance: np.ndarray, categories: Sequence[int]) -> Lis
     return anns
 
 
-def _generate_one(job: Tuple[str, str, int, int, int, bool, tuple, tuple, str]) -> Tuple[int, List[dict]]:
-    split_dir, split, seed, index, image_size, shape_only, object_size, num_objects, style = job
-    out = render_image(seed, split, index, image_size, shape_only, object_size, num_objects, style)
+def _generate_one(job: Tuple[str, str, int, dict]) -> Tuple[int, List[dict]]:
+    split_dir, split, index, scene = job  # scene: render_image's keyword arguments
+    out = render_image(split=split, index=index, **scene)
     name = f'{index:06d}.png'
     _write_png(osp.join(split_dir, 'images', name), cv2.cvtColor(out['img'], cv2.COLOR_RGB2BGR))
     _write_png(osp.join(split_dir, 'semantic', name), out['semantic'])
@@ -324,8 +324,9 @@ def make_shapes(root: str, num_images: int, image_size: int = 128, seed: int = 0
     _remove_if_present(marker)
     _write_bytes_atomic(started, json.dumps(params).encode())
 
-    jobs = [(split_dir, split, seed, i, image_size, shape_only, tuple(object_size), tuple(num_objects),
-             style) for i in range(num_images)]
+    scene = dict(seed=seed, image_size=image_size, shape_only=shape_only, object_size=tuple(object_size),
+                 num_objects=tuple(num_objects), style=style)
+    jobs = [(split_dir, split, i, scene) for i in range(num_images)]
     from tqdm import tqdm
     bar = dict(total=num_images, desc=f'shapes {split}', unit='img', disable=not progress)
     if num_workers > 0:

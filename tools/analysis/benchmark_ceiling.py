@@ -33,8 +33,6 @@ def parse_args() -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> None:
-    import cv2
-    import numpy as np
     import torch
     import torch.nn.functional as F
     from mmpretrain.registry import MODELS
@@ -42,7 +40,7 @@ def main(args: argparse.Namespace) -> None:
 
     import mmdetcon  # noqa: F401  (registers the backbone)
     from mmdetcon.benchmark.benchmark import SPLITS
-    from mmdetcon.benchmark.features import MEAN, STD, extract, load_labels
+    from mmdetcon.benchmark.features import extract, load_images, load_labels
     from mmdetcon.benchmark.pretrain import backbone_cfg, iters_per_run
     from mmdetcon.benchmark.probes import run_probes
     from mmdetcon.benchmark.profiles import Profile
@@ -53,15 +51,14 @@ def main(args: argparse.Namespace) -> None:
     with open(path) as f:
         profile = Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
     root, p = osp.join(args.work_dir, 'data'), profile
-    steps = args.steps or iters_per_run(p)
+    steps = iters_per_run(p) if args.steps is None else args.steps
+    if steps < 1:
+        raise UserError(f'--steps must be >= 1, got {steps}')
     torch.manual_seed(args.seed)
     n = p.train_images
-    read = lambda sub, i, flag: cv2.imread(osp.join(root, 'train', sub, f'{i:06d}.png'), flag)  # noqa: E731
-    imgs = np.stack([read('images', i, cv2.IMREAD_COLOR)[..., ::-1] for i in range(n)])
-    sem = np.stack([read('semantic', i, cv2.IMREAD_UNCHANGED) for i in range(n)]).astype(np.int64)
-    x_all = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float()
-    y_all = torch.from_numpy(sem)
-    k = len(json.load(open(osp.join(root, 'annotations', 'instances_train.json')))['categories']) + 1
+    x_all = load_images(root, 'train', 0, n)
+    train = load_labels(root, 'train', n)
+    y_all, k = train['semantic'], int(train['num_classes']) + 1
 
     net = MODELS.build(backbone_cfg(p))
     with contextlib.redirect_stdout(io.StringIO()):  # mmengine lists every initialised parameter
@@ -74,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
     bar = tqdm(range(steps), desc='supervised', unit='it')
     for _ in bar:
         idx = torch.randint(0, n, (p.batch_size, ))
-        logits = head(net((x_all[idx] - MEAN) / STD)[-1])
+        logits = head(net(x_all[idx])[-1])
         loss = F.cross_entropy(F.interpolate(logits, size=p.image_size, mode='bilinear', align_corners=False),
                                y_all[idx])
         opt.zero_grad()
