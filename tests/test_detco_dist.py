@@ -112,8 +112,26 @@ def test_queue_errors():
     q = FeatureQueues(['a', 'b'], DIM, 6)
     with pytest.raises(ValueError, match='exactly'):
         q.enqueue({'a': torch.zeros(N, DIM)})
-    with pytest.raises(ValueError, match='divisible by the gathered batch size 4'):
-        q.enqueue({'a': torch.zeros(4, DIM), 'b': torch.zeros(4, DIM)})
+    with pytest.raises(ValueError, match='larger than the queue length 6'):
+        q.enqueue({'a': torch.zeros(7, DIM), 'b': torch.zeros(7, DIM)})
     with pytest.raises(ValueError, match=r'\[N, 3\]'):
         q.enqueue({'a': torch.zeros(2, 4), 'b': torch.zeros(2, 4)})
     assert torch.allclose(q['a'].norm(dim=0), torch.ones(6))
+
+
+def test_queue_ring_buffer_with_non_dividing_batches():
+    """Batches that do not divide the length (6 GPUs x 32 against 65536, in small): every write lands where a
+    plain Python ring buffer puts it, and the pointer never leaves the device as a Python int."""
+    length, sizes = 7, [3, 3, 5, 1, 7, 2, 4, 6]
+    q = FeatureQueues(['a', 'b'], DIM, length)
+    ring_a, ring_b, ptr = [list(col) for col in q['a'].t().tolist()], [list(c) for c in q['b'].t().tolist()], 0
+    for step, n in enumerate(sizes):
+        a = torch.nn.functional.normalize(torch.randn(n, DIM), dim=1)
+        b = torch.nn.functional.normalize(torch.randn(n, DIM), dim=1)
+        q.enqueue({'a': a, 'b': b})
+        for j in range(n):
+            ring_a[(ptr + j) % length] = a[j].tolist()
+            ring_b[(ptr + j) % length] = b[j].tolist()
+        ptr = (ptr + n) % length
+        assert q.ptr.tolist() == [ptr], step
+        assert torch.allclose(q['a'], torch.tensor(ring_a).t()) and torch.allclose(q['b'], torch.tensor(ring_b).t())

@@ -56,21 +56,21 @@ class FeatureQueues(nn.Module):
         # One collective for all queues: [N, Q, dim] -> [W*N, Q, dim], rank-major.
         gathered = concat_all_gather(torch.stack([keys[name] for name in self.names], dim=1))
         batch = gathered.shape[0]
-        if self.length % batch != 0:
-            raise ValueError(f'FeatureQueues: queue length {self.length} must be divisible by the '
-                             f'gathered batch size {batch} (world size x per-GPU batch)')
+        if batch > self.length:
+            raise ValueError(f'FeatureQueues: the gathered batch ({batch} = world size x per-GPU batch) '
+                             f'is larger than the queue length {self.length}')
         if not self._synced:
             if is_distributed():
                 for buffer in self.buffers():
                     broadcast(buffer, src=0)
             self._synced = True
-        ptr = int(self.ptr)
-        # Modular columns stay correct even if an earlier (e.g. last, smaller) batch left ptr unaligned.
-        cols = (ptr + torch.arange(batch, device=self.ptr.device)) % self.length
+        # Pointer arithmetic stays on the device (no host sync). Modular columns also handle a batch that
+        # does not divide the queue length (e.g. 6 GPUs x 32 against 65536).
+        cols = (self.ptr + torch.arange(batch, device=self.ptr.device)) % self.length
         for i, name in enumerate(self.names):
             queue = getattr(self, name)
             queue[:, cols.to(queue.device)] = gathered[:, i].t().to(queue.dtype)
-        self.ptr[0] = (ptr + batch) % self.length
+        self.ptr.copy_((self.ptr + batch) % self.length)
 
     def extra_repr(self) -> str:
         return f'names={self.names}, dim={self.dim}, length={self.length}'
