@@ -3,7 +3,7 @@ import os
 import os.path as osp
 import shutil
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, run_tool, tool_env
 
 BYOL = 'configs/baselines/byol_resnet18_1xb32-lars-coslr-5e_shapes.py'
 
@@ -79,3 +79,26 @@ def test_crafted_checkpoint_is_refused_and_never_runs(shapes_root, tmp_path):
     line = _error_line(proc)
     assert 'UnsafeCheckpointError' in line and str(evil) in line and 'posix.system' in line, line
     assert not marker.exists()
+
+
+def test_crash_keeps_its_traceback_on_stderr_and_in_the_log(shapes_root, tmp_path):
+    """A failure that is not bad input (here a hook that raises at its first iteration) is not shortened to
+    one line: its traceback reaches stderr and the run's log file."""
+    hook = tmp_path / 'crash_hook.py'
+    hook.write_text('from mmengine.hooks import Hook\nfrom mmpretrain.registry import HOOKS\n\n\n'
+                    '@HOOKS.register_module()\nclass CrashAtFirstIter(Hook):\n'
+                    '    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):\n'
+                    "        raise AssertionError('planted failure in a hook')\n")
+    cfg = tmp_path / 'crash.py'
+    cfg.write_text(f"_base_ = ['{osp.join(ROOT, BYOL)}']\n"
+                   "custom_imports = dict(imports=['mmdetcon', 'crash_hook'], allow_failed_imports=False)\n"
+                   "custom_hooks = [dict(type='CrashAtFirstIter')]\n")
+    work = tmp_path / 'w'
+    proc = run_tool(['tools/train.py', str(cfg), '--work-dir', str(work)] + _opts(shapes_root), check=False,
+                    env=tool_env(PYTHONPATH=ROOT + os.pathsep + str(tmp_path)))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert 'Traceback' in proc.stderr and 'planted failure in a hook' in proc.stderr, proc.stderr[-3000:]
+    assert 'after_train_iter' in proc.stderr
+    logs = [osp.join(d, f) for d, _, fs in os.walk(work) for f in fs if f.endswith('.log')]
+    assert logs and any('planted failure in a hook' in open(p).read() and 'Traceback' in open(p).read()
+                        for p in logs), logs

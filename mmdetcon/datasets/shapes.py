@@ -29,6 +29,7 @@ from mmengine.dist import barrier, is_main_process
 from mmpretrain.datasets import BaseDataset
 
 from mmdetcon.registry import DATASETS
+from .skip_unreadable import UnreadableFileError
 
 FORMAT_VERSION = 1
 
@@ -441,7 +442,7 @@ class ShapesDataset(BaseDataset):
             # mmcv's cv2 loader asserts 'failed to load image: <path>'; an empty file fails inside cv2.
             if (isinstance(exc, AssertionError) and path in str(exc)) or (
                     osp.isfile(path) and osp.getsize(path) == 0):
-                raise ValueError(f'cannot decode image {path}: the file is empty, corrupt or not an image') \
+                raise UnreadableFileError(f'cannot decode image {path}: the file is empty, corrupt or not an image') \
                     from exc
             if path in str(exc) or info.get('seg_map_path', '\0') in str(exc):
                 raise

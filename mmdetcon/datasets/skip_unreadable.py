@@ -22,6 +22,7 @@ SKIPPED_KEY = 'skipped_files'  # the key SkippedFilesHook sums
 
 class UnreadableFileError(ValueError):
     """A file exists but cannot be decoded (corrupt, truncated, not an image)."""
+    is_input_error = True  # the tools report it in one line
 
 
 class _Unreadable(Exception):

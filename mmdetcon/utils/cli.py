@@ -11,6 +11,14 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exp
 
 class UserError(Exception):
     """Bad input from the user (file, key, option): printed as one line, no traceback."""
+    is_input_error = True
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """Bad input (config, type, file, refused checkpoint, unreadable data) rather than a crash: the tools
+    report it in one line; anything else keeps its traceback."""
+    return (isinstance(exc, (OSError, SyntaxError)) or getattr(exc, 'is_input_error', False)
+            or type(exc).__name__ == 'UnsafeCheckpointError' or bool(_REGISTRY_MISS.search(str(exc))))
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str:
@@ -156,8 +164,10 @@ def close_distributed() -> None:
 
 
 def run_cli(main: Callable[[Any], None], args: Any) -> None:
-    """Run ``main(args)``; an error ends with one line on stderr and exit code 1 (``--debug``: traceback).
-    A distributed run that succeeded leaves its process group cleanly."""
+    """Run ``main(args)``; bad input ends with one line on stderr and exit code 1 (``--debug``: traceback);
+    any other exception (OOM, NCCL timeout, a failing hook) prints its full traceback, labelled with the rank
+    on a distributed run, on stderr and into the run's log file, and exits 1. A distributed run that
+    succeeded leaves its process group cleanly."""
     try:
         main(args)
         close_distributed()
@@ -174,9 +184,30 @@ def run_cli(main: Callable[[Any], None], args: Any) -> None:
         named = [e for e in chain if isinstance(e, (UserError, FileNotFoundError))
                  or _REGISTRY_MISS.search(str(e))]
         ops = [e for e in chain if isinstance(e, ImportError) and 'mmcv._ext' in str(e)]
+        if not ops and not any(is_input_error(e) for e in chain):
+            _report_crash(exc)
+            sys.exit(1)
         if ops and not any(isinstance(e, UserError) for e in chain):
             line = mmcv_ops_message('a module this run imports', ops[-1])
         else:
             line = explain(named[-1] if named else exc)
         print(f'error: {line}  (--debug shows the traceback)', file=sys.stderr)
         sys.exit(1)
+
+
+def _report_crash(exc: BaseException) -> None:
+    """Full traceback, prefixed with the rank on a distributed run, on stderr and in the run's log file."""
+    import traceback
+    from mmengine.dist import get_rank, get_world_size
+    from mmengine.logging import MMLogger
+    where = f'[rank {get_rank()}/{get_world_size()}] ' if get_world_size() > 1 else ''
+    text = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = ''.join(f'{where}{line}\n' for line in text.rstrip().splitlines())
+    print(f'{where}error: the run crashed (not an input error); traceback follows\n{text}', end='',
+          file=sys.stderr, flush=True)
+    if MMLogger._instance_dict:  # a Runner made its logger: write into the work dir's log file too
+        logger = MMLogger.get_current_instance()
+        for handler in logger.handlers:
+            if hasattr(handler, 'baseFilename'):  # the work dir's log file
+                handler.stream.write(f'{where}crash traceback:\n{text}')
+                handler.flush()

@@ -25,6 +25,11 @@ def skipped_in_batch(data_batch: Any) -> int:
     return total
 
 
+
+class TooManySkippedFilesError(RuntimeError):
+    """More unreadable files than allowed: bad data, reported by the tools as one line."""
+    is_input_error = True
+
 @HOOKS.register_module()
 class SkippedFilesHook(Hook):
     """Sum, in the main process, the ``skipped_files`` count each sample carries (set by datasets that
@@ -79,7 +84,7 @@ class SkippedFilesHook(Hook):
             self._logged = True
         samples = len(runner.train_dataloader.dataset)
         if total > self.max_share * samples:
-            raise RuntimeError(
+            raise TooManySkippedFilesError(
                 f'{total} unreadable files skipped in epoch {runner.epoch + 1}, more than '
                 f'max_share={self.max_share:g} of its {samples} samples; check the data (a broken '
                 "mount?) or allow more with custom_hooks=[dict(type='SkippedFilesHook', max_share=...)]")
