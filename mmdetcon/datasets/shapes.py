@@ -442,8 +442,8 @@ class ShapesDataset(BaseDataset):
             # mmcv's cv2 loader asserts 'failed to load image: <path>'; an empty file fails inside cv2.
             if (isinstance(exc, AssertionError) and path in str(exc)) or (
                     osp.isfile(path) and osp.getsize(path) == 0):
-                raise UnreadableFileError(f'cannot decode image {path}: the file is empty, corrupt or not an image') \
-                    from exc
+                raise UnreadableFileError(
+                    f'cannot decode image {path}: the file is empty, corrupt or not an image') from exc
             if path in str(exc) or info.get('seg_map_path', '\0') in str(exc):
                 raise
             raise RuntimeError(f'failed to load or transform {path}: {type(exc).__name__}: '

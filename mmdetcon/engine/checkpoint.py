@@ -19,6 +19,7 @@ from . import safe_pickle
 
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds a Python object that a training checkpoint never contains."""
+    is_input_error = True  # the tools report it in one line
 
 
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:

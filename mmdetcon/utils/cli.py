@@ -18,7 +18,7 @@ def is_input_error(exc: BaseException) -> bool:
     """Bad input (config, type, file, refused checkpoint, unreadable data) rather than a crash: the tools
     report it in one line; anything else keeps its traceback."""
     return (isinstance(exc, (OSError, SyntaxError)) or getattr(exc, 'is_input_error', False)
-            or type(exc).__name__ == 'UnsafeCheckpointError' or bool(_REGISTRY_MISS.search(str(exc))))
+            or bool(_REGISTRY_MISS.search(str(exc))))
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str:

@@ -25,10 +25,10 @@ def skipped_in_batch(data_batch: Any) -> int:
     return total
 
 
-
 class TooManySkippedFilesError(RuntimeError):
     """More unreadable files than allowed: bad data, reported by the tools as one line."""
     is_input_error = True
+
 
 @HOOKS.register_module()
 class SkippedFilesHook(Hook):
