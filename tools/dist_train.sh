@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Multi-process training on one or more nodes: tools/dist_train.sh CONFIG GPUS [train.py options]
-# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1).
+# GPUS is the number of processes on this node. Environment: NNODES (1), NODE_RANK (0), PORT (29500),
+# MASTER_ADDR (127.0.0.1). With NNODES > 1 run the same command on every node, each with its NODE_RANK
+# (0 .. NNODES-1) and MASTER_ADDR set to node 0's address (both required then).
 # Without CUDA the processes train on CPU over gloo (GPUS = number of processes).
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -11,6 +13,10 @@ CONFIG=$1
 GPUS=$2
 shift 2
 NNODES=${NNODES:-1}
+if [ "$NNODES" -gt 1 ] && { [ -z "${NODE_RANK:-}" ] || [ -z "${MASTER_ADDR:-}" ]; }; then
+  echo "$0: NNODES=$NNODES needs NODE_RANK (0..$((NNODES - 1))) and MASTER_ADDR (node 0's address) on every node" >&2
+  exit 2
+fi
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}

@@ -46,7 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--launch', action='store_true', help='in1k-coco: run the plan, not only write it')
     parser.add_argument('--launcher', choices=['dist', 'slurm'], default='dist')
     parser.add_argument('--partition', help='slurm partition (in1k-coco with --launcher slurm)')
-    parser.add_argument('--gpus', type=int, help='GPUs per step (default: each recipe\'s)')
+    parser.add_argument('--gpus', type=int, help='in1k-coco: GPUs per training step in total (default: each '
+                        'recipe\'s); more than --gpus-per-node span nodes; another total batch than the recipe\'s '
+                        'rescales the lr (--auto-scale-lr)')
+    parser.add_argument('--gpus-per-node', type=int, default=8, help='in1k-coco (default 8)')
+    parser.add_argument('--epochs', type=int, default=200,
+                        help='in1k-coco: pretraining epochs of every method, each recipe\'s schedule scaled to it')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
     return parser.parse_args(argv)
 
@@ -92,15 +97,19 @@ def main(args: argparse.Namespace) -> None:
         from mmdetcon.benchmark.gpu_plan import launch_plan, write_plan
         try:
             script = write_plan(list(methods), work_dir, launcher=args.launcher, partition=args.partition,
-                                gpus=args.gpus)
+                                gpus=args.gpus, gpus_per_node=args.gpus_per_node, epochs=args.epochs)
         except ValueError as e:
             raise UserError(str(e)) from None
         with open(script) as f:
             print(f.read())
         print(f'plan written to {script}' + ('' if args.launch else '; run it, or add --launch'))
         if args.launch:
-            launch_plan(osp.relpath(osp.dirname(script), osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-                __file__))))))
+            launch_plan(osp.dirname(script))
+            results_md = osp.join(osp.dirname(script), 'results.md')
+            if osp.isfile(results_md):  # node 0 of a multi-node plan writes the table
+                with open(results_md) as f:
+                    print(f.read())
+                print(f'wrote {osp.join(osp.dirname(script), "results.json")} and {results_md}')
         return
 
     extra = {}
