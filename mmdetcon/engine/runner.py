@@ -1,11 +1,12 @@
 """The runner every mmdetcon config uses (``runner_type='MMDetConRunner'``)."""
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from mmengine.dist import is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import revert_sync_batchnorm
 from mmengine.runner import Runner
+from torch.utils.data import DataLoader
 
 from mmdetcon.registry import RUNNERS
 from .hooks import EpochSeedHook, SkippedFilesHook
@@ -40,3 +41,14 @@ class MMDetConRunner(Runner):
         if is_distributed() and not torch.cuda.is_available():
             model = revert_sync_batchnorm(model)
         return super().wrap_model(model_wrapper_cfg, model)
+
+    @staticmethod
+    def build_dataloader(dataloader: Union[DataLoader, Dict], seed: Optional[int] = None,
+                         diff_rank_seed: bool = False) -> DataLoader:
+        """mmengine's, without the ``_scope_`` that mmengine gives a ``collate_fn`` inherited from another
+        package's config (``_base_ = 'mmdetcon::...'`` or ``'mmpretrain::...'``): the function is called as
+        ``partial(collate, **cfg)`` and would get ``_scope_`` as a keyword at the first batch."""
+        collate = dataloader.get('collate_fn') if isinstance(dataloader, dict) else None
+        if isinstance(collate, dict) and '_scope_' in collate:
+            dataloader = dict(dataloader, collate_fn={k: v for k, v in collate.items() if k != '_scope_'})
+        return Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
