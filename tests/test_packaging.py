@@ -195,7 +195,7 @@ def installed_wheel(tmp_path_factory) -> dict:
     wheel, = glob.glob(str(dist / '*.whl'))
     subprocess.run(pip + ['install', '--no-deps', '--target', str(target), wheel], check=True, capture_output=True)
     sdist, = glob.glob(str(dist / '*.tar.gz'))
-    return dict(wheel=wheel, sdist=sdist, target=str(target), work=work)
+    return dict(wheel=wheel, sdist=sdist, target=str(target), work=work, src=str(src))
 
 
 def test_wheel_and_sdist_carry_configs_tools_and_model_index(installed_wheel):
@@ -213,6 +213,17 @@ def test_wheel_and_sdist_carry_configs_tools_and_model_index(installed_wheel):
         members = {n.split('/', 1)[1] for n in t.getnames() if '/' in n}
     assert {'configs/' + DETCON_SHAPES, 'tools/train.py', 'model-index.yml', 'setup.py'} <= members
     assert not [n for n in members if n.startswith('mmdetcon/.mim')], 'the sdist rebuilds .mim, it does not ship it'
+
+
+def test_editable_build_links_mim_into_the_checkout(installed_wheel, tmp_path):
+    """``pip install -e .`` (setuptools' PEP 660 hook) links mmdetcon/.mim/* to the checkout's files."""
+    src = installed_wheel['src']
+    build = f'from setuptools import build_meta; build_meta.build_editable({str(tmp_path)!r})'
+    subprocess.run([sys.executable, '-c', build], cwd=src, check=True, capture_output=True)
+    for item in ('configs', 'tools', 'model-index.yml'):
+        link = osp.join(src, 'mmdetcon', '.mim', item)
+        assert osp.islink(link) and osp.realpath(link) == osp.realpath(osp.join(src, item)), item
+    assert osp.isfile(osp.join(src, 'mmdetcon', '.mim', 'configs', DETCON_SHAPES))
 
 
 def test_mim_train_and_test_run_from_the_installed_wheel(installed_wheel, shapes_root):
