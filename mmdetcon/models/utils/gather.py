@@ -4,7 +4,7 @@ The gathers concatenate equally shaped per-rank tensors along dim 0 in rank orde
 logged scalars. All return the input unchanged when no process group (or a world of one) is initialised,
 so the same code runs in single-process CPU tests.
 """
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 import torch.distributed as dist
@@ -16,38 +16,41 @@ def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed() or get_world_size() == 1:
         return x
     x = x.detach().contiguous()
-    out = [torch.empty_like(x) for _ in range(get_world_size())]
-    dist.all_gather(out, x)
-    return torch.cat(out, dim=0)
+    out = x.new_empty((get_world_size() * x.shape[0], *x.shape[1:]))
+    dist.all_gather_single(out, x)  # straight into [W*B, ...]: no list to concatenate
+    return out
 
 
 class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sums every rank's gradient for the local slice.
+    """all_gather into one [W*B, ...] tensor whose backward is a sum reduce-scatter.
 
-    The loss on rank r depends on the slice of rank s, so d(sum_r L_r)/dx_s needs an all-reduce of
-    the per-rank gradients; returning only ``grads[rank]`` (as a plain split would) drops the
-    cross-rank terms.
+    The loss on rank r depends on the slice of rank s, so d(sum_r L_r)/dx_s is the sum over ranks of
+    the gradients for slice s: a reduce-scatter of the [W*B, ...] gradient, each rank receiving only
+    its own [B, ...] sum (1/W of the bytes an all-reduce of the whole stack delivers). Returning only
+    the local slice of the local gradient (as a plain split would) drops the cross-rank terms.
+    gloo has both collectives on torch 2.14, so every backend runs the same code.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
-        out = [torch.empty_like(x) for _ in range(get_world_size())]
-        dist.all_gather(out, x)
-        return tuple(out)
+        out = x.new_empty((get_world_size() * x.shape[0], *x.shape[1:]))  # [W*B, ...]
+        dist.all_gather_single(out, x)
+        return out
 
     @staticmethod
-    def backward(ctx, *grads: torch.Tensor) -> torch.Tensor:
-        stacked = torch.stack([g.contiguous() for g in grads])
-        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        return stacked[get_rank()]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()  # [W*B, ...]
+        out = grad.new_empty((grad.shape[0] // get_world_size(), *grad.shape[1:]))  # [B, ...]
+        dist.reduce_scatter_single(out, grad, op=dist.ReduceOp.SUM)
+        return out
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """[B, ...] per rank -> [W*B, ...] with gradient flowing back to every rank's slice."""
     if not is_distributed() or get_world_size() == 1:
         return x
-    return torch.cat(_GatherWithGrad.apply(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def rank_mean(values: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
