@@ -1,4 +1,5 @@
 """DetCo: loss maths, patch regrouping, neck, model step and state (single process, CPU)."""
+import importlib
 import math
 
 import pytest
@@ -204,3 +205,158 @@ def test_detco_rejects_wrong_view_count():
     with pytest.raises(ValueError, match='20 views'):
         model.loss(_tiny_inputs()[:11], None)
 
+
+
+def _ce_restatement(q_g, k_g, q_l, k_l, queue_g, queue_l, tau, weights):
+    """Eq. 1/2/4/5 with F.cross_entropy on explicit [N, 1+K] logits (autograd gives the gradients)."""
+    def ce(q, k, queue):
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue], dim=1) / tau
+        return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long))
+    return sum(w * (ce(q_g[i], k_g[i], queue_g[i]) + ce(q_l[i], k_l[i], queue_l[i]) + ce(q_l[i], k_g[i], queue_g[i]))
+               for i, w in enumerate(weights))
+
+
+def _with_grad(tensors):
+    return [t.detach().clone().requires_grad_() for t in tensors]
+
+
+def test_detco_loss_gradients_match_cross_entropy_restatement():
+    """Gradients for queries and keys (the queue is a constant) against autograd through cross-entropy."""
+    q_g, k_g, q_l, k_l, queue_g, queue_l = _random_inputs(seed=3)
+    ours = [_with_grad(x) for x in (q_g, k_g, q_l, k_l)]
+    ref = [_with_grad(x) for x in (q_g, k_g, q_l, k_l)]
+    total, _ = detco_loss(*ours, queue_g, queue_l, temperature=0.2, stage_weights=WEIGHTS)
+    expected = _ce_restatement(*ref, queue_g, queue_l, 0.2, WEIGHTS)
+    total.backward()
+    expected.backward()
+    assert torch.allclose(total, expected, atol=1e-12)
+    for group, ref_group in zip(ours, ref):
+        for t, r in zip(group, ref_group):
+            assert torch.allclose(t.grad, r.grad, atol=1e-12)
+    with torch.no_grad():  # no gradient wanted: same values
+        again, _ = detco_loss(*ours, queue_g, queue_l, temperature=0.2, stage_weights=WEIGHTS)
+    assert torch.allclose(again, total, atol=1e-12) and not again.requires_grad
+
+
+def test_enqueue_before_backward_keeps_the_gradients():
+    """The queues are read without a copy: overwriting them in place (as the model's enqueue does)
+    between forward and backward must leave the gradients those of the queues the forward saw."""
+    q_g, k_g, q_l, k_l, queue_g, queue_l = _random_inputs(seed=4)
+    queues_g, queues_l = [q.clone() for q in queue_g], [q.clone() for q in queue_l]
+    q_g = _with_grad(q_g)
+    total, _ = detco_loss(q_g, k_g, q_l, k_l, queues_g, queues_l)
+    for queue in queues_g + queues_l:
+        queue.mul_(-1)  # in place, as FeatureQueues.enqueue writes
+    total.backward()
+    ref = _with_grad(q_g)
+    _ce_restatement(ref, k_g, q_l, k_l, queue_g, queue_l, 0.2, WEIGHTS).backward()
+    for t, r in zip(q_g, ref):
+        assert torch.allclose(t.grad, r.grad, atol=1e-12)
+
+
+def test_detco_loss_logits_in_float32_under_autocast(monkeypatch):
+    """Under CPU bf16 autocast the queue products and positives are float32: the loss equals the fp32
+    loss of the same bf16-rounded embeddings to float32 precision."""
+    module = importlib.import_module('mmdetcon.models.losses.detco_loss')
+    q_g, k_g, q_l, k_l, queue_g, queue_l = _random_inputs(n=8, d=32, k=512, seed=5)
+    emb = [[t.to(torch.bfloat16) for t in group] for group in (q_g, k_g, q_l, k_l)]
+    queues = [[q.float() for q in group] for group in (queue_g, queue_l)]
+    seen = []
+    forward = module._QueueNCE.forward
+
+    def recording(ctx, q, k, queue, grad_enabled):
+        rows = forward(ctx, q, k, queue, grad_enabled)
+        seen.append((q.dtype, k.dtype, queue.dtype, rows.dtype))
+        return rows
+
+    monkeypatch.setattr(module._QueueNCE, 'forward', staticmethod(recording))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        total, parts = detco_loss(*emb, *queues)
+    assert seen and set(seen) == {(torch.float32, ) * 4}
+    assert total.dtype == torch.float32 and all(v.dtype == torch.float32 for v in parts.values())
+    expected, _ = detco_loss(*[[t.float() for t in group] for group in emb], *queues)
+    assert torch.allclose(total, expected, rtol=1e-6, atol=0)
+    # A bf16 queue product would be off by far more than that.
+    bf16_logits = (emb[0][0] / 0.2) @ queues[0][0].to(torch.bfloat16)
+    assert (bf16_logits.float() - (emb[0][0].float() / 0.2) @ queues[0][0]).abs().max() > 1e-3
+
+
+def test_detco_loss_and_enqueue_compile_without_graph_breaks():
+    from mmdetcon.models.utils import FeatureQueues
+    q_g, k_g, q_l, k_l, queue_g, queue_l = [[t.float() for t in group] for group in _random_inputs(seed=6)]
+    explained = torch._dynamo.explain(detco_loss)(q_g, k_g, q_l, k_l, queue_g, queue_l)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(detco_loss, fullgraph=True, backend='eager')
+    eager_q, compiled_q = _with_grad(q_l), _with_grad(q_l)
+    eager, eager_parts = detco_loss(q_g, k_g, eager_q, k_l, queue_g, queue_l)
+    total, parts = compiled(q_g, k_g, compiled_q, k_l, queue_g, queue_l)
+    eager.backward()
+    total.backward()
+    assert torch.allclose(total, eager, atol=1e-6)
+    assert all(torch.allclose(parts[key], eager_parts[key], atol=1e-6) for key in eager_parts)
+    assert all(torch.allclose(c.grad, e.grad, atol=1e-6) for c, e in zip(compiled_q, eager_q))
+
+    torch.manual_seed(0)
+    queues = FeatureQueues(['a', 'b'], 16, 12)
+    reference = FeatureQueues(['a', 'b'], 16, 12)
+    reference.load_state_dict(queues.state_dict())
+    keys = [{name: F.normalize(torch.randn(5, 16), dim=1) for name in ('a', 'b')} for _ in range(3)]
+    explained = torch._dynamo.explain(FeatureQueues(['a', 'b'], 16, 12).enqueue)(keys[0])
+    assert explained.graph_break_count == 0, explained.break_reasons
+    enqueue = torch.compile(queues.enqueue, fullgraph=True, backend='eager')
+    for step in keys:  # 3 x 5 keys into 12 columns: wraps
+        enqueue(step)
+        reference.enqueue(step)
+        for key, value in reference.state_dict().items():
+            assert torch.equal(queues.state_dict()[key], value), key
+
+
+def test_detco_training_step_has_no_graph_break():
+    """The whole loss step (EMA update, shuffle-BN, both encoders, loss, enqueue) traces as one graph:
+    no ``.item()``, ``int(tensor)``, tensor-valued branch or boolean indexing anywhere in it."""
+    torch.manual_seed(0)
+    model = _tiny_detco()
+    explained = torch._dynamo.explain(model.loss)(_tiny_inputs(n=2, size=32, patch=16), None)
+    assert explained.graph_break_count == 0, [r.reason for r in explained.break_reasons]
+    assert model.queues.ptr.tolist() == [2] and int(model.encoder_k.steps) == 1
+
+
+def test_momentum_update_equals_mmengine_ema():
+    """DetCo's device-side update equals mmengine's ExponentialMovingAverage.update_parameters bit for bit:
+    a copy at the first update (here after the online weights were re-initialised), lerp afterwards."""
+    import copy
+    torch.manual_seed(0)
+    model = _tiny_detco()
+    reference = copy.deepcopy(model.encoder_k)
+    online = torch.nn.Sequential(model.backbone, model.neck)
+    model.init_weights()  # the runner re-initialises after build: the first update must copy
+    for step in range(3):
+        with torch.no_grad():
+            for p in online.parameters():
+                p.add_(torch.randn_like(p), alpha=0.01)
+            for b in online.buffers():
+                b.add_(1)
+        reference.update_parameters(online)
+        model._momentum_update()
+        for (key, value), ref in zip(model.encoder_k.state_dict().items(), reference.state_dict().values()):
+            assert torch.equal(value, ref), (step, key)
+    assert int(model.encoder_k.steps) == 3
+
+
+def test_batched_patches_equal_per_patch_passes():
+    """One backbone pass over the 9*N image-major patches gives each image the local embedding of 9
+    separate per-slot passes (eval-mode BN, so the batch composition does not matter)."""
+    torch.manual_seed(0)
+    model = _tiny_detco()
+    model.eval()
+    n = 3
+    views = torch.randn(n, 3, 32, 32)
+    patches = torch.randn(n, 9, 3, 16, 16)
+    with torch.no_grad():
+        q_global, q_local = model._encode(model.backbone, model.neck, views, patches)
+        per_slot = [model.backbone(patches[:, slot]) for slot in range(9)]  # 9 x stages x [N, C, h, w]
+        for stage, head in enumerate(model.neck.local_heads):
+            vec = torch.cat([feats[stage].mean(dim=(2, 3)) for feats in per_slot], dim=1)  # [N, 9*C]
+            assert torch.allclose(q_local[stage], F.normalize(head.mlp(vec), dim=1), atol=1e-5)
+            ref_global = F.normalize(model.neck.global_heads[stage]((model.backbone(views)[stage], ))[0], dim=1)
+            assert torch.allclose(q_global[stage], ref_global, atol=1e-5)

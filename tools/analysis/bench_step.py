@@ -6,6 +6,9 @@ machine load drifts affect both alike. Reported per model:
 
 - ``step_ms``: median wall time of one ``train_step`` (data preprocessor, forward, backward, LARS
   step), after ``--warmup`` untimed steps.
+- ``step_cpu_ms``: median CPU time of the process over the same steps (``time.process_time``, all
+  threads). On a CPU shared with other jobs it is the steadier measure: wall time also counts the
+  time the process waits for a core. On CUDA it is the host's time only.
 - ``step_peak_mb``: peak tensor memory allocated during one step above what was allocated before it
   (parameters, optimiser state). CUDA: ``torch.cuda.max_memory_allocated``; CPU: the allocation
   timeline of ``torch.profiler`` (``profile_memory=True``) over one extra step (tensor memory only,
@@ -150,17 +153,19 @@ class _Runner:
         self.optim = OptimWrapper(LARS(params, lr=0.1, momentum=0.9, weight_decay=1e-6))
         self.device = torch.device(args.device)
         self.times = []
+        self.cpu_times = []
 
     def _sync(self) -> None:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
-    def step(self) -> float:
+    def step(self) -> Tuple[float, float]:
+        """One train_step: (wall seconds, process CPU seconds)."""
         self._sync()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         self.model.train_step(self.data, self.optim)
         self._sync()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu_start
 
     def gflop(self) -> float:
         from torch.utils.flop_counter import FlopCounterMode
@@ -195,11 +200,15 @@ def bench_pair(name: str, args: argparse.Namespace) -> Dict[str, dict]:
             r.step()
     for _ in range(args.repeats):  # interleaved: A B A B ...
         for r in runners.values():
-            r.times.append(r.step())
+            wall, cpu = r.step()
+            r.times.append(wall)
+            r.cpu_times.append(cpu)
     out = {}
     for label, r in runners.items():
         out[label] = dict(step_ms=1e3 * statistics.median(r.times),
-                          step_ms_all=[1e3 * t for t in r.times], gflop=r.gflop(), **r.memory())
+                          step_ms_all=[1e3 * t for t in r.times],
+                          step_cpu_ms=1e3 * statistics.median(r.cpu_times),
+                          step_cpu_ms_all=[1e3 * t for t in r.cpu_times], gflop=r.gflop(), **r.memory())
     a, b = out[label_a], out[label_b]
     out['ratio'] = {k: a[k] / b[k] for k in a if k in b and not k.endswith('_all') and b[k] > 0}
     return out
@@ -233,17 +242,18 @@ def main() -> None:
                    pairs={})
     print(f'{args.backbone}, batch {args.batch}, {args.size}px, {args.device}, '
           f'{args.repeats} interleaved repeats (median), torch threads {torch.get_num_threads()}')
-    head = f'{"pair":<10} {"model":<10} {"step ms":>9} {"GFLOP":>9} {"step peak MiB":>14}'
+    head = (f'{"pair":<10} {"model":<10} {"step ms":>9} {"CPU ms":>9} {"GFLOP":>9} '
+            f'{"step peak MiB":>14}')
     print(head + '\n' + '-' * len(head))
     for name in args.pairs:
         res = results['pairs'][name] = bench_pair(name, args)
         for label, r in res.items():
             if label == 'ratio':
-                print(f'{name:<10} {"ratio":<10} {r["step_ms"]:>9.3f} {r["gflop"]:>9.3f} '
-                      f'{r["step_peak_mb"]:>14.3f}')
+                print(f'{name:<10} {"ratio":<10} {r["step_ms"]:>9.3f} {r["step_cpu_ms"]:>9.3f} '
+                      f'{r["gflop"]:>9.3f} {r["step_peak_mb"]:>14.3f}')
             else:
-                print(f'{name:<10} {label:<10} {r["step_ms"]:>9.1f} {r["gflop"]:>9.1f} '
-                      f'{r["step_peak_mb"]:>14.1f}')
+                print(f'{name:<10} {label:<10} {r["step_ms"]:>9.1f} {r["step_cpu_ms"]:>9.1f} '
+                      f'{r["gflop"]:>9.1f} {r["step_peak_mb"]:>14.1f}')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

@@ -41,6 +41,19 @@ class DetCo(BaseSelfSupervisor):
         self.queues = FeatureQueues([f'{kind}_{s}' for kind in ('global', 'local') for s in self.stages],
                                     feat_dim, queue_len)
 
+    @torch.no_grad()
+    def _momentum_update(self) -> None:
+        """``encoder_k.update_parameters(backbone + neck)`` of mmengine's EMA (interval 1), decided on the
+        device: the first update copies (lerp weight 1, exact), later ones lerp by ``momentum``; buffers
+        are copied. mmengine tests ``steps == 0`` in Python, a host sync every step on a GPU."""
+        ema = self.encoder_k
+        weight = torch.where(ema.steps == 0, 1.0, ema.momentum).to(torch.float32)  # 0-dim, on the device
+        online = nn.Sequential(self.backbone, self.neck)
+        for avg, src in zip(ema.module.parameters(), online.parameters()):  # encoder_k is a deepcopy
+            avg.lerp_(src, weight.to(avg.dtype))
+        torch._foreach_copy_(list(ema.module.buffers()), list(online.buffers()))
+        ema.steps += 1
+
     def _encode(self, backbone: nn.Module, neck: nn.Module, views: torch.Tensor,
                 patches: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """Globals [N,3,H,W] and patch sets [N,P,3,h,w] -> per-stage embeddings, two backbone calls."""
@@ -62,7 +75,7 @@ class DetCo(BaseSelfSupervisor):
         q_global, q_local = self._encode(self.backbone, self.neck, img_q, patches_q)
 
         with torch.no_grad():
-            self.encoder_k.update_parameters(nn.Sequential(self.backbone, self.neck))
+            self._momentum_update()
             # Shuffle-BN: an image's key view and its 9 patches move together.
             (img_k, patches_k), perm = batch_shuffle_multi(img_k, patches_k)
             k_global, k_local = self._encode(*self.encoder_k.module, img_k, patches_k)

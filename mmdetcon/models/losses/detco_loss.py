@@ -1,5 +1,13 @@
-"""DetCo multi-level global/local InfoNCE loss (Xie et al. 2021, Eq. 1, 2, 4, 5)."""
-from typing import Dict, List, Sequence, Tuple
+"""DetCo multi-level global/local InfoNCE loss (Xie et al. 2021, Eq. 1, 2, 4, 5).
+
+Every contrast is computed in float32 (float64 inputs stay float64), also under autocast: at
+tau = 0.2 a bf16 queue product would round the negatives' logits. The queue terms go through
+:class:`_QueueNCE`, which computes each row's gradient in its forward pass from the softmax it has at
+hand, so backward needs neither the [rows, K] logits nor the queue: the caller can enqueue into the
+same buffers in place before backward without copying them (8 x 32 MiB at K = 65536). The loss reads
+no value back to the host and has static shapes (it compiles with ``torch.compile(fullgraph=True)``).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,15 +17,51 @@ from mmdetcon.registry import MODELS
 TERMS = ('gg', 'll', 'lg')
 
 
-def info_nce(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """InfoNCE from logits (similarities already divided by the temperature), batch mean.
+class _QueueNCE(torch.autograd.Function):
+    """Per-row InfoNCE of queries against their positive keys and a constant queue.
 
-    pos: [N] logit of the positive key; neg: [N, K] logits of the negatives. Equals cross-entropy with
-    target 0 on ``[pos, neg]``, written as ``logsumexp([pos, neg]) - pos`` to avoid building that matrix.
+    Row m: ``logsumexp([q_m.k_m, q_m @ queue]) - q_m.k_m`` (q already divided by the temperature).
+    With p the softmax over ``[pos, neg]``: d/dq_m = (p_pos - 1) k_m + queue @ p_neg and
+    d/dk_m = (p_pos - 1) q_m. These [M, D] gradients are formed in forward (the ``p_neg`` product is
+    the one backward would do), so only they are saved; the queue receives no gradient.
     """
-    if neg.dtype in (torch.float16, torch.bfloat16):
-        pos, neg = pos.float(), neg.float()
-    return (torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos).mean()
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
+                grad_enabled: bool) -> torch.Tensor:
+        # q, k [M, D]; queue [D, K] -> loss per row [M]. grad_enabled: the caller's grad mode (forward
+        # always runs without it, and needs_input_grad ignores it).
+        pos = (q * k).sum(1)  # [M]
+        neg = q @ queue  # [M, K]
+        # One exp pass over the negatives serves both the log-sum-exp and the softmax.
+        top = torch.maximum(neg.amax(dim=1), pos)  # [M], for stability
+        e_neg = neg.sub_(top[:, None]).exp_()  # [M, K] = exp(neg - top), in place
+        e_pos = torch.exp(pos - top)  # [M]
+        denom = e_neg.sum(dim=1) + e_pos  # [M]
+        lse = top + denom.log()  # [M]
+        need_q, need_k = (grad_enabled and need for need in ctx.needs_input_grad[:2])
+        grad_q = grad_k = None
+        if need_q or need_k:
+            coef = e_pos / denom - 1  # [M]: p_pos - 1
+            if need_q:
+                p_neg = e_neg.div_(denom[:, None])  # [M, K] softmax of the negatives, in place
+                grad_q = torch.addmm(coef[:, None] * k, p_neg, queue.t())  # [M, D]
+            if need_k:
+                grad_k = coef[:, None] * q  # [M, D]
+        ctx.save_for_backward(grad_q, grad_k)
+        return lse - pos
+
+    @staticmethod
+    def backward(ctx, grad_rows: torch.Tensor
+                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], None, None]:
+        grad_q, grad_k = ctx.saved_tensors
+        g = grad_rows[:, None]  # [M, 1]
+        return (g * grad_q if grad_q is not None else None,
+                g * grad_k if grad_k is not None else None, None, None)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _check_inputs(named: Dict[str, Sequence[torch.Tensor]], num_stages: int) -> None:
@@ -57,31 +101,36 @@ def detco_loss(q_global: List[torch.Tensor],
     Per stage i:  gg = InfoNCE(q_g, k_g; queue_g),  ll = InfoNCE(q_l, k_l; queue_l),
     lg = InfoNCE(q_l, k_g; queue_g)  (local query against the global key only; there is no global-query /
     local-key term).  total = sum_i w_i * (gg + ll + lg), with no averaging over terms or weights.
+    The queues are read as constants (no gradient) and are not copied.
 
     Returns ``(total, parts)``; ``parts`` holds the unweighted terms keyed ``gg_s2, ll_s2, lg_s2, ...``
-    (stage i of the list is named ``s{i+2}``).
+    (stage i of the list is named ``s{i+2}``), in float32 (float64 for float64 inputs).
     """
     num_stages = len(stage_weights)
     _check_inputs(dict(q_global=q_global, k_global=k_global, q_local=q_local, k_local=k_local,
                        queue_global=queue_global, queue_local=queue_local), num_stages)
+    dtype = _compute_dtype(q_global[0])
+    grad_enabled = torch.is_grad_enabled()
     parts: Dict[str, torch.Tensor] = {}
-    total = q_global[0].new_zeros(())
-    for i, weight in enumerate(stage_weights):
-        s = f's{i + 2}'
-        # Queries pre-divided by the temperature: every product below is a logit.
-        q_g, q_l = q_global[i] / temperature, q_local[i] / temperature  # [N, D]
-        k_g, k_l = k_global[i], k_local[i]  # [N, D]
-        # Copies: callers enqueue into the same buffers in place before backward.
-        queue_g = queue_global[i].detach().to(q_g.dtype, copy=True)  # [D, K]
-        queue_l = queue_local[i].detach().to(q_l.dtype, copy=True)
-        # Global and local queries share the global queue: one product reads it once.
-        neg_g = torch.cat([q_g, q_l]) @ queue_g  # [2N, K]: rows :N global queries, N: local ones
-        neg_l = q_l @ queue_l  # [N, K]
-        n = q_g.shape[0]
-        parts[f'gg_{s}'] = info_nce((q_g * k_g).sum(1), neg_g[:n])
-        parts[f'll_{s}'] = info_nce((q_l * k_l).sum(1), neg_l)
-        parts[f'lg_{s}'] = info_nce((q_l * k_g).sum(1), neg_g[n:])
-        total = total + weight * sum(parts[f'{t}_{s}'] for t in TERMS)
+    with torch.autocast(device_type=q_global[0].device.type, enabled=False):
+        total = q_global[0].new_zeros((), dtype=dtype)
+        for i, weight in enumerate(stage_weights):
+            s = f's{i + 2}'
+            # Queries pre-divided by the temperature: every product below is a logit.
+            q_g = q_global[i].to(dtype) / temperature  # [N, D]
+            q_l = q_local[i].to(dtype) / temperature
+            k_g, k_l = k_global[i].to(dtype), k_local[i].to(dtype)  # [N, D]
+            queue_g = queue_global[i].detach().to(dtype)  # [D, K], a view when already in dtype
+            queue_l = queue_local[i].detach().to(dtype)
+            n = q_g.shape[0]
+            # Global and local queries share the global queue: one product reads it once.
+            rows_g = _QueueNCE.apply(torch.cat([q_g, q_l]), torch.cat([k_g, k_g]), queue_g,
+                                     grad_enabled)  # [2N]
+            rows_l = _QueueNCE.apply(q_l, k_l, queue_l, grad_enabled)  # [N]
+            parts[f'gg_{s}'] = rows_g[:n].mean()
+            parts[f'll_{s}'] = rows_l.mean()
+            parts[f'lg_{s}'] = rows_g[n:].mean()
+            total = total + weight * (parts[f'gg_{s}'] + parts[f'll_{s}'] + parts[f'lg_{s}'])
     return total, parts
 
 
