@@ -1,6 +1,8 @@
 """DetCon loss against an independent float64 restatement of the definition (plain python loops
 over query rows with explicit positive / excluded key sets), a hand-derived case, and 2-process
-gloo parity with the single-process loss on the concatenated batch."""
+gloo parity with the single-process loss on the concatenated batch. The chunked autograd function:
+values and gradients against a dense float64 restatement and against the dense formulation it
+replaced, finite differences, the largest tensor it makes, and a graph-break-free compile."""
 import math
 import os
 import socket
@@ -180,31 +182,215 @@ def test_input_validation():
         detcon_loss(p[0], p[0], p[0], p[0], ids, ids)
 
 
-def test_no_dense_label_tensors():
-    """Only the logits may be as large as [B*R, 2*N*R]: record every tensor of that size produced
-    by the forward. Dense one-hot labels or masks over all keys would add one per direction."""
+def test_input_validation_chunk_rows():
+    p, ids = torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.long)
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match='chunk_rows'):
+            detcon_loss(p, p, p, p, ids, ids, chunk_rows=bad)
+        with pytest.raises(ValueError, match='chunk_rows'):
+            DetConLoss(chunk_rows=bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# The chunked loss against a dense float64 restatement (every query/key pair gets its role from
+# explicit loops; masked log-softmax over the allowed keys), values and gradients.
+def _dense_direction(q, k_other, k_same, ids_q, ids_other, tau, local_negatives):
+    """q [B,R,D] (local = global, one process), k_* [B,R,D]; returns L_{v->v'}."""
+    B, R, D = q.shape
+    NR = B * R
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731 (test vectors are non-zero)
+    keys = torch.cat([unit(k_other).reshape(NR, D), unit(k_same).reshape(NR, D)])  # [2NR, D]
+    logits = unit(q).reshape(NR, D) @ keys.t() / tau  # [BR, 2NR]
+    positive = torch.zeros(NR, 2 * NR, dtype=torch.bool)
+    allowed = torch.ones(NR, 2 * NR, dtype=torch.bool)
+    weight = torch.zeros(NR, dtype=torch.float64)
+    for b in range(B):
+        for r in range(R):
+            row, my_id = b * R + r, int(ids_q[b, r])
+            for j in range(R):
+                other_col, same_col = b * R + j, NR + b * R + j
+                positive[row, other_col] = int(ids_other[b, j]) == my_id
+                if int(ids_q[b, j]) == my_id or not local_negatives:
+                    allowed[row, same_col] = False
+                if not local_negatives and not positive[row, other_col]:
+                    allowed[row, other_col] = False
+            copies = sum(int(ids_q[b, j]) == my_id for j in range(R))
+            weight[row] = float(positive[row].any()) / copies
+    log_p = torch.log_softmax(logits.masked_fill(~allowed, float('-inf')), dim=1)
+    num_pos = positive.sum(1).clamp(min=1)
+    row_loss = -torch.where(positive, log_p, torch.zeros_like(log_p)).sum(1) / num_pos
+    return (weight * row_loss).sum() / NR
+
+
+def _dense_loss(p1, p2, t1, t2, i1, i2, tau, local_negatives):
+    return (_dense_direction(p1, t2, t1, i1, i2, tau, local_negatives) +
+            _dense_direction(p2, t1, t2, i2, i1, tau, local_negatives))
+
+
+def _leaves(*xs):
+    return [x.detach().clone().requires_grad_() for x in xs]
+
+
+DENSE_CASES = [(2, 3, 5, 2), (3, 7, 16, 40), (4, 16, 8, 6)]
+
+
+@pytest.mark.parametrize('simclr', [False, True])
+@pytest.mark.parametrize('local_negatives', [True, False])
+@pytest.mark.parametrize('B,R,D,num_ids', DENSE_CASES)
+def test_chunked_loss_and_gradients_match_dense_reference(B, R, D, num_ids, local_negatives,
+                                                         simclr):
+    p1, p2, t1, t2, i1, i2 = _random_case(B, R, D, num_ids, seed=B * 10 + R)
+    i1[1], i2[1] = torch.arange(R) % 2, 2 + torch.arange(R) % 2  # views share no id
+    i2[0, 0] = i1[0, -1]  # and image 0 at least one
+    invalid = ~(i1[:, :, None] == i2[:, None, :]).any(-1)
+    assert invalid.any() and not invalid.all()  # rows without a positive, and rows with one
+    if simclr:
+        z1, z2 = _leaves(p1, p2)
+        want = _dense_loss(z1, z2, z1, z2, i1, i2, TAU, local_negatives)
+        want_grads = torch.autograd.grad(want, [z1, z2])
+    else:
+        q1, q2 = _leaves(p1, p2)
+        want = _dense_loss(q1, q2, t1, t2, i1, i2, TAU, local_negatives)
+        want_grads = torch.autograd.grad(want, [q1, q2])
+    for chunk_rows in (None, 1, 5):  # one chunk, one row per chunk, a chunk that does not divide
+        a, b = _leaves(p1, p2)
+        if simclr:
+            got = detcon_s_loss(a, b, i1, i2, temperature=TAU, local_negatives=local_negatives,
+                                chunk_rows=chunk_rows)
+        else:
+            got = detcon_loss(a, b, t1, t2, i1, i2, temperature=TAU,
+                              local_negatives=local_negatives, chunk_rows=chunk_rows)
+        got_grads = torch.autograd.grad(got, [a, b])
+        assert abs(got.item() - want.item()) <= 1e-12 * max(1.0, abs(want.item()))
+        for g, w in zip(got_grads, want_grads):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-13)
+
+
+def _naive_loss():
+    """The dense formulation the chunked one replaced, kept in the memory benchmark script."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools',
+                        'analysis', 'bench_detcon_loss_memory.py')
+    spec = importlib.util.spec_from_file_location('bench_detcon_loss_memory', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.naive_loss, module.main
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_chunked_equals_naive_formulation(dtype):
+    naive_loss, _ = _naive_loss()
+    p1, p2, t1, t2, i1, i2 = _random_case(8, 16, 32, 6, seed=9)
+    p1, p2, t1, t2 = (x.to(dtype) for x in (p1, p2, t1, t2))
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    for local_negatives in (True, False):
+        for simclr in (False, True):
+            a, b, c, d = _leaves(p1, p2, p1, p2)
+            if simclr:
+                want = naive_loss(a, b, a, b, i1, i2, TAU, local_negatives)
+                got = detcon_s_loss(c, d, i1, i2, local_negatives=local_negatives, chunk_rows=24)
+            else:
+                want = naive_loss(a, b, t1, t2, i1, i2, TAU, local_negatives)
+                got = detcon_loss(c, d, t1, t2, i1, i2, local_negatives=local_negatives,
+                                  chunk_rows=24)
+            (want + got).backward()  # one backward: the two graphs are disjoint
+            assert got.dtype == dtype
+            assert abs(got.item() - want.item()) <= tol * abs(want.item())
+            for g, w in ((c.grad, a.grad), (d.grad, b.grad)):
+                assert (g - w).norm() <= tol * w.norm()
+
+
+def test_masked_logsumexp_gradcheck():
+    """Finite differences of the custom function (queries and keys), with a fully dropped row."""
+    from mmdetcon.models.losses.detcon_loss import _MaskedRowLogSumExp
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    cols = torch.stack([torch.randperm(4, generator=g)[:2] for _ in range(5)])
+    drop = torch.rand(5, 2, generator=g) < 0.5
+    cols[0], drop[0] = torch.tensor([0, 1]), True  # row 0: keys 0 and 1 dropped
+    cols[1], drop[1] = torch.tensor([2, 3]), True
+    for chunk_rows in (1, 2, 5):
+        assert torch.autograd.gradcheck(
+            lambda a, b: _MaskedRowLogSumExp.apply(a, b, cols, drop, chunk_rows), (q, k))
+    # Against the dense masked logsumexp, and the all-dropped row has no gradient.
+    cols4 = torch.arange(4).expand(5, 4).clone()
+    drop4 = torch.zeros(5, 4, dtype=torch.bool)
+    drop4[2] = True
+    lse = _MaskedRowLogSumExp.apply(q, k, cols4, drop4, 2)
+    want = torch.logsumexp(q @ k.t(), dim=1)
+    torch.testing.assert_close(lse[[0, 1, 3, 4]], want[[0, 1, 3, 4]], rtol=1e-12, atol=0)
+    assert torch.isfinite(lse[2])
+    grad_q, = torch.autograd.grad(lse[2], q)
+    assert grad_q.abs().sum() == 0
+
+
+def test_no_tensor_larger_than_a_chunk():
+    """Forward and backward never produce a tensor larger than one chunk of logits, so memory
+    does not grow with the full [B*R, 2*N*R] logits (today's form produced several)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class BigOutputs(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.big = []
+    class Largest(TorchDispatchMode):
+        largest = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             for t in (out if isinstance(out, (tuple, list)) else [out]):
-                if isinstance(t, torch.Tensor) and t.numel() >= limit:
-                    self.big.append((str(func), t.dtype))
+                if isinstance(t, torch.Tensor):
+                    self.largest = max(self.largest, t.numel())
             return out
 
     B, R, D = 4, 8, 4
-    limit = B * R * 2 * B * R  # the logits of one direction
+    chunk_rows = B * R // 4
     p1, p2, t1, t2, i1, i2 = _random_case(B, R, D, 3, seed=5)
-    with BigOutputs() as mode:
-        detcon_loss(p1.requires_grad_(), p2, t1, t2, i1, i2)
-    # Per direction: the logits (matmul) and the in-place write of the exclusions.
-    assert len(mode.big) <= 2 * 2, mode.big
-    assert all(dtype.is_floating_point for _, dtype in mode.big), mode.big
+    for simclr in (False, True):
+        a, b = _leaves(p1, p2)
+        with Largest() as mode:
+            if simclr:
+                loss = detcon_s_loss(a, b, i1, i2, chunk_rows=chunk_rows)
+            else:
+                loss = detcon_loss(a, b, t1, t2, i1, i2, chunk_rows=chunk_rows)
+            loss.backward()
+        assert mode.largest == chunk_rows * 2 * B * R  # exactly one chunk of logits
+
+
+@pytest.mark.parametrize('simclr', [False, True])
+def test_compiles_fullgraph_without_graph_breaks(simclr):
+    """Boolean indexing or .item() would sync with the host (and break the graph)."""
+    p1, p2, t1, t2, i1, i2 = _random_case(3, 5, 4, 3, seed=8)
+    fn = detcon_s_loss if simclr else detcon_loss
+    tensors = (p1, p2) if simclr else (p1, p2, t1, t2)
+    kwargs = dict(local_negatives=False, chunk_rows=4)
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend='eager')
+    a, c = _leaves(*tensors), _leaves(*tensors)
+    got, want = compiled(*a, i1, i2, **kwargs), fn(*c, i1, i2, **kwargs)
+    got.backward()
+    want.backward()
+    assert abs(got.item() - want.item()) <= 1e-12 * abs(want.item())
+    for x, y in zip(a, c):
+        if y.grad is not None:
+            torch.testing.assert_close(x.grad, y.grad, rtol=1e-12, atol=1e-15)
+    explained = torch._dynamo.explain(fn)(*_leaves(*tensors), i1, i2, **kwargs)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+    torch._dynamo.reset()
+
+
+def test_memory_benchmark_runs_tiny(tmp_path, capsys):
+    _, main = _naive_loss()
+    out = tmp_path / 'mem.json'
+    main(['--batch', '2', '3', '--masks', '4', '--dim', '8', '--no-rss', '--quiet',
+          '--json', str(out)])
+    table = capsys.readouterr().out
+    assert '| 2 x 4 |' in table and '| 3 x 4 |' in table
+    import json
+    rows = json.loads(out.read_text())['rows']
+    assert [r['batch'] for r in rows] == [2, 3]
+    for r in rows:
+        # Both keep at least one chunk (here: all) of the logits alive at their peak.
+        assert r['naive_alloc'] >= 1.0 and r['chunked_alloc'] >= 1.0
+    main(['--child', 'chunked', '--batch', '2', '--masks', '4', '--dim', '8'])
+    assert json.loads(capsys.readouterr().out)['rss_bytes'] >= 0
 
 
 # ----------------------------------------------------------------------------------------------
