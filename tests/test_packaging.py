@@ -118,6 +118,7 @@ def test_pretraining_models_state_their_config_and_mark_published_results():
 
 def test_openmim_reads_the_model_index():
     """``mim search`` loads model-index.yml with modelindex and tabulates it with convert2df."""
+    pytest.importorskip('mim', reason='openmim is installed by requirements/tests.txt')
     from mim.commands.search import convert2df
     from modelindex.load_model_index import load
     index = load(osp.join(ROOT, 'model-index.yml'))
@@ -230,6 +231,7 @@ def test_mim_train_and_test_run_from_the_installed_wheel(installed_wheel, shapes
     """In a clean process whose mmdetcon is the wheel's: ``mim train mmdetcon CONFIG`` trains a user's config
     that inherits ``mmdetcon::`` (read from the wheel's copy, which carries a marker) for 2 iterations on CPU,
     and ``mim test mmdetcon`` evaluates its checkpoint with a benchmark config found by name in the wheel."""
+    pytest.importorskip('mim', reason='openmim is installed by requirements/tests.txt')
     target, work = installed_wheel['target'], installed_wheel['work']
     base = osp.join(target, 'mmdetcon', '.mim', 'configs', DETCON_SHAPES)
     with open(base, 'a') as f:
@@ -266,3 +268,24 @@ def test_mim_train_and_test_run_from_the_installed_wheel(installed_wheel, shapes
     found = osp.join(target, 'mmdetcon', '.mim', 'configs', 'benchmarks', 'mmpretrain', PROBE)
     assert f'will use {found} instead' in log, log[-4000:]
     assert re.search(r'Epoch\(test\) \[2/2\].*multi-label/mAP: \d', log), log[-4000:]
+
+
+def test_mim_slurm_launch_runs_the_wheels_train_script(installed_wheel, tmp_path):
+    """``mim train mmdetcon CONFIG --launcher slurm`` hands srun the wheel's train script and the launcher (a
+    stand-in srun records the command: slurm itself needs a cluster and CUDA)."""
+    pytest.importorskip('mim', reason='openmim is installed by requirements/tests.txt')
+    target = installed_wheel['target']
+    bindir, record = tmp_path / 'bin', tmp_path / 'srun.args'
+    bindir.mkdir()
+    (bindir / 'srun').write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
+    (bindir / 'srun').chmod(0o755)
+    user = _user_config(tmp_path, DETCON_SHAPES)
+    env = dict(os.environ, PYTHONPATH=target, PATH=f'{bindir}{os.pathsep}{os.environ["PATH"]}')
+    proc = subprocess.run([osp.join(osp.dirname(sys.executable), 'mim'), 'train', 'mmdetcon', user, '--launcher',
+                           'slurm', '--gpus', '16', '--gpus-per-node', '8', '-p', 'gpu', '--work-dir', 'w'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    args = record.read_text().splitlines()
+    script = osp.join(target, 'mmdetcon', '.mim', 'tools', 'train.py')
+    assert args[:6] == ['-p', 'gpu', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8', '--cpus-per-task=2'], args
+    assert args[args.index(script) + 1:] == [user, '--launcher', 'slurm', '--work-dir', 'w'], args
