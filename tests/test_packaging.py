@@ -172,6 +172,27 @@ def test_mmdetcon_base_resolves_and_builds_in_its_scope(shapes_root, tmp_path):
     assert len(batch['inputs']) == 2 and batch['inputs'][0].shape[0] == 2  # two views of 2 images
 
 
+def test_runner_gives_inherited_dicts_the_configs_default_scope(tmp_path):
+    """MMDetConRunner.from_cfg rescopes every ``_scope_='mmdetcon'`` mark to the config's default scope (an mmdet
+    benchmark inherited through ``mmdetcon::`` must build its datasets and transforms in mmdet's registries)."""
+    import mmdetcon  # noqa: F401
+    from mmengine.config import Config
+
+    from mmdetcon.utils.packaging import rescope
+    cfg = Config.fromfile(_user_config(tmp_path, DETCON_SHAPES))
+
+    def count(scope: str) -> int:
+        return repr(cfg.to_dict()).count(f"'_scope_': '{scope}'")
+
+    marks = count('mmdetcon')
+    assert marks >= 10 and count('mmdet') == 0
+    assert rescope(list(cfg.values()), 'mmdet') == marks
+    assert count('mmdetcon') == 0 and count('mmdet') == marks
+    nested = {'a': [{'type': 'X', '_scope_': 'mmdetcon', 'b': ({'_scope_': 'mmdetcon'},)}, {'_scope_': 'mmdet'}]}
+    assert rescope(nested, None) == 2
+    assert nested == {'a': [{'type': 'X', 'b': ({},)}, {'_scope_': 'mmdet'}]}
+
+
 # ---------------------------------------------------------------------------------------------- the wheel
 
 

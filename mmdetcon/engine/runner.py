@@ -1,7 +1,9 @@
 """The runner every mmdetcon config uses (``runner_type='MMDetConRunner'``)."""
+import copy
 from typing import Dict, List, Optional, Union
 
 import torch
+from mmengine.config import Config
 from mmengine.dist import is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import revert_sync_batchnorm
@@ -9,6 +11,7 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 from mmdetcon.registry import RUNNERS
+from mmdetcon.utils.packaging import rescope
 from .hooks import EpochSeedHook, SkippedFilesHook
 
 
@@ -24,6 +27,14 @@ class MMDetConRunner(Runner):
 
     Checkpoints load through :func:`mmdetcon.engine.checkpoint.load_local_checkpoint` (any runner).
     """
+
+    @classmethod
+    def from_cfg(cls, cfg: Union[Config, dict]) -> 'MMDetConRunner':
+        """mmengine's, after giving the dicts inherited through ``_base_ = 'mmdetcon::...'`` (marked
+        ``_scope_='mmdetcon'`` by mmengine) the config's ``default_scope``: see :mod:`mmdetcon.utils.packaging`."""
+        cfg = copy.deepcopy(cfg)
+        rescope(list(cfg.values()), cfg.get('default_scope'))
+        return super().from_cfg(cfg)
 
     def register_hooks(self, default_hooks: Optional[dict] = None,
                        custom_hooks: Optional[List[Union[Hook, dict]]] = None) -> None:

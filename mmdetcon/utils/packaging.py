@@ -17,11 +17,16 @@ Two things are registered here, at ``import mmdetcon``:
   in mmpretrain's registry (where mmdetcon registers everything) and then in mmengine's, as with
   ``default_scope='mmpretrain'``, which mmdetcon's configs use.
 
+``MMDetConRunner.from_cfg`` (every mmdetcon config's runner) first replaces those ``_scope_='mmdetcon'`` marks with
+the config's ``default_scope`` (:func:`rescope`): ``'mmpretrain'`` for the pretraining configs, ``'mmdet'`` for the
+detection benchmarks, so each dict is built where the config it came from is built. The aliases serve builds
+outside that runner (``MODELS.build(cfg.model)`` in a script), for mmpretrain-scope configs.
+
 A script that only calls ``Config.fromfile`` on a config inheriting ``mmdetcon::`` must ``import mmdetcon`` first
 (mmengine asserts the key before importing anything); ``tools/train.py``, ``tools/test.py`` and ``mim train|test
 mmdetcon`` do.
 """
-from typing import List
+from typing import Any, List, Optional
 
 from mmengine.registry import Registry
 
@@ -55,3 +60,22 @@ def register_scope_aliases() -> List[str]:
             ScopeAlias(parent.name, parent=parent, scope=SCOPE)
         names.append(attr)
     return names
+
+
+def rescope(node: Any, scope: Optional[str]) -> int:
+    """Replace ``_scope_='mmdetcon'`` by ``scope`` (drop it for ``None``) in nested dicts and lists, in place;
+    returns how many marks were replaced. Pass the values of a Config (``cfg.values()``), not the Config."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('_scope_') == SCOPE:
+            if scope is None:
+                del node['_scope_']
+            else:
+                node['_scope_'] = scope
+            count += 1
+        values = node.values()
+    elif isinstance(node, (list, tuple)):
+        values = node
+    else:
+        return 0
+    return count + sum(rescope(value, scope) for value in values)
