@@ -15,12 +15,13 @@ Two things are registered here, at ``import mmdetcon``:
   being imported: the wheel's, the editable checkout's or a checkout on ``PYTHONPATH`` alike.
 - A child registry of scope ``mmdetcon`` under each of mmpretrain's registries, holding nothing: a name is looked up
   in mmpretrain's registry (where mmdetcon registers everything) and then in mmengine's, as with
-  ``default_scope='mmpretrain'``, which mmdetcon's configs use.
+  ``default_scope='mmpretrain'``, which mmdetcon's pretraining configs use.
 
 ``MMDetConRunner.from_cfg`` (every mmdetcon config's runner) first replaces those ``_scope_='mmdetcon'`` marks with
 the config's ``default_scope`` (:func:`rescope`): ``'mmpretrain'`` for the pretraining configs, ``'mmdet'`` for the
 detection benchmarks, so each dict is built where the config it came from is built. The aliases serve builds
-outside that runner (``MODELS.build(cfg.model)`` in a script), for mmpretrain-scope configs.
+outside that runner (``MODELS.build(cfg.model)`` in a script) for mmpretrain-scope configs; such a script building
+an mmdet benchmark calls ``rescope(list(cfg.values()), cfg.default_scope)`` first.
 
 A script that only calls ``Config.fromfile`` on a config inheriting ``mmdetcon::`` must ``import mmdetcon`` first
 (mmengine asserts the key before importing anything); ``tools/train.py``, ``tools/test.py`` and ``mim train|test
