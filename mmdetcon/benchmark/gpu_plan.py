@@ -44,10 +44,15 @@ STEP_KINDS = ('pretrain', 'export', 'coco', 'linear')
 METRICS = {'coco': ('coco/bbox_mAP', 'coco/segm_mAP'), 'linear': ('accuracy/top1',)}
 
 
+def recipe_path(config: str) -> str:
+    """The file of a config named relative to the repository or as ``package::path`` (as mmengine finds it)."""
+    from mmengine.config import Config
+    return Config._get_cfg_path(config, '')[0] if '::' in config else osp.join(ROOT, config)
+
+
 def _load(config: str):
     from mmengine.config import Config
-    return Config.fromfile(config if config.startswith('mmpretrain::') else osp.join(ROOT, config),
-                           import_custom_modules=False)
+    return Config.fromfile(recipe_path(config), import_custom_modules=False)
 
 
 def _schedule(cfg, epochs: int) -> Tuple[List[dict], int]:
@@ -84,22 +89,28 @@ def _schedule(cfg, epochs: int) -> Tuple[List[dict], int]:
     return out, min(epochs, max(1, round(Fraction(interval) * scale)))
 
 
-def _py(obj: Any, indent: int = 0) -> str:
-    """A config value as Python source (dicts as ``dict(...)``)."""
-    pad = ' ' * (indent + 4)
-    if isinstance(obj, dict):
-        if not obj:
-            return 'dict()'
-        if all(isinstance(k, str) and k.isidentifier() for k in obj):
-            items = [f'{k}={_py(v, indent + 4)}' for k, v in obj.items()]
-            return 'dict(\n' + ''.join(f'{pad}{i},\n' for i in items) + ' ' * indent + ')'
-        return '{' + ', '.join(f'{k!r}: {_py(v, indent + 4)}' for k, v in obj.items()) + '}'
-    if isinstance(obj, (list, tuple)):
-        body = ''.join(f'{pad}{_py(v, indent + 4)},\n' for v in obj)
-        return ('[\n' + body + ' ' * indent + ']') if isinstance(obj, list) else ('(\n' + body + ' ' * indent + ')')
+def _py(obj: Any, indent: int = 0, width: int = 110) -> str:
+    """A config value as Python source (dicts as ``dict(...)``), on one line when it fits in ``width``."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return f"float('{obj}')"
-    return repr(obj)
+    if not isinstance(obj, (dict, list, tuple)):
+        return repr(obj)
+    named = isinstance(obj, dict) and all(isinstance(k, str) and k.isidentifier() for k in obj)
+    if isinstance(obj, dict):
+        items = [f'{k}={_py(v)}' if named else f'{k!r}: {_py(v)}' for k, v in obj.items()]
+    else:
+        items = [_py(v) for v in obj]
+    opening, closing = ('dict(', ')') if named else ('{', '}') if isinstance(obj, dict) else (
+        ('[', ']') if isinstance(obj, list) else ('(', ',)' if len(obj) == 1 else ')'))
+    flat = opening + ', '.join(items) + closing
+    if indent + len(flat) <= width or not items:
+        return flat
+    pad = ' ' * (indent + 4)
+    if isinstance(obj, dict):
+        items = [f'{k}={_py(v, indent + 4)}' if named else f'{k!r}: {_py(v, indent + 4)}' for k, v in obj.items()]
+    else:
+        items = [_py(v, indent + 4) for v in obj]
+    return opening + '\n' + ''.join(f'{pad}{i},\n' for i in items) + ' ' * indent + closing.lstrip(',')
 
 
 def _numpy2_safe(node: Any) -> Any:
@@ -248,13 +259,17 @@ def write_plan(methods: List[str], work_dir: str, **kwargs) -> str:
     with open(script, 'w') as f:
         f.write('#!/usr/bin/env bash\n# ImageNet pretraining -> export -> COCO Mask R-CNN 1x and linear evaluation\n')
         if multi_node:
-            f.write('# Multi-node: run this script on every node with NODE_RANK=0..NNODES-1 and MASTER_ADDR=<node 0>;\n'
-                    '# single-process steps run on node 0 (the next step waits for it at its rendezvous).\n')
+            f.write('# Multi-node: run this script on every node with NODE_RANK=0..NNODES-1 and MASTER_ADDR=<node 0>\n'
+                    '# (work dir on a shared file system); steps on one node run on node 0 while the others wait.\n')
         f.write(f'set -euo pipefail\ncd {shlex.quote(ROOT)}\n')
+        if multi_node:
+            f.write(f'mkdir -p {shlex.quote(osp.join(work_dir, "sync"))}\n')
         for step in steps:
             line = shlex.join(step['cmd'])
-            if multi_node and step['kind'] == 'export':
-                line = f'if [ "${{NODE_RANK:-0}}" = 0 ]; then {line}; fi'
+            if multi_node and step.get('nodes', 1) <= 1:
+                flag = shlex.quote(osp.join(work_dir, 'sync', step['name'].replace('/', '_') + '.done'))
+                line = (f'if [ "${{NODE_RANK:-0}}" = 0 ]; then\n  {line}\n  touch {flag}\n'
+                        f'else\n  until [ -e {flag} ]; do sleep 30; done\nfi')
             f.write(f'# {step["name"]}\n{line}\n')
     return script
 
@@ -268,12 +283,13 @@ def _abs(work_dir: str) -> str:
     return work_dir if osp.isabs(work_dir) else osp.join(ROOT, work_dir)
 
 
-def launch_plan(work_dir: str, env: Optional[Dict[str, str]] = None) -> dict:
+def launch_plan(work_dir: str, env: Optional[Dict[str, str]] = None, poll_s: float = 30.0) -> dict:
     """Run the steps of ``plan.json`` in order, each logged to its stage's ``log.txt`` with its wall time; a
     finished step (stage marker) is skipped. Returns :func:`collect_results` (written on node 0 only).
 
     ``env`` is added to the environment of the commands; ``NODE_RANK`` (there or in the environment) > 0 marks
-    another node of a multi-node plan, which runs only the training steps and collects nothing.
+    another node of a multi-node plan: it runs the steps that span nodes and, for each step of node 0 alone, waits
+    for node 0's stage marker (every ``poll_s`` seconds; the work dir must be shared); it collects nothing.
     """
     work_dir = _abs(work_dir)
     with open(osp.join(work_dir, 'plan.json')) as f:
@@ -282,7 +298,10 @@ def launch_plan(work_dir: str, env: Optional[Dict[str, str]] = None) -> dict:
     full_env.setdefault('PYTHON', sys.executable)  # tools/*_train.sh run this interpreter
     node_rank = int(full_env.get('NODE_RANK', 0) or 0)
     for step in steps:
-        if node_rank > 0 and step.get('nodes', 1) <= 1:
+        if node_rank > 0 and step.get('nodes', 1) <= 1:  # node 0's step: wait for its marker (shared work dir)
+            print(f'[plan] {step["name"]}: runs on node 0; waiting for it', flush=True)
+            while load_done(_stage_dir(work_dir, step['name']), log=lambda _: None) is None:
+                time.sleep(poll_s)
             continue
         cmd = [sys.executable if step['cmd'][0] == 'python' else step['cmd'][0]] + step['cmd'][1:]
 
