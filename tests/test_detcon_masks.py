@@ -56,8 +56,29 @@ def test_downsample_integer_dtypes_and_errors():
         downsample_masks(id_map, (5, 4))
     with pytest.raises(ValueError, match='integer'):
         downsample_masks(id_map.float(), (4, 4))
-    with pytest.raises(ValueError, match='non-negative'):
-        downsample_masks(id_map - 300, (4, 4))
+    with pytest.raises(ValueError, match='num_ids'):
+        downsample_masks(id_map, (4, 4), num_ids=0)
+
+
+@pytest.mark.parametrize('path', ['dense', 'sort'])
+@pytest.mark.parametrize('num_ids', [1, 6, 300])
+def test_bounded_ids_and_spare_slot(monkeypatch, path, num_ids):
+    """With M = num_ids the vote is static in shape (a [cells, M + 1] table, or a per-cell sort above
+    the table limit); ids outside [0, M) are one spare segment with id M, whichever path counts."""
+    import mmdetcon.models.utils.mask_pooling as mp
+    monkeypatch.setattr(mp, '_DENSE_COUNT_LIMIT', 1 << 40 if path == 'dense' else 0)
+    g = torch.Generator().manual_seed(3)
+    coarse = torch.randint(0, 5, (2, 8, 8), generator=g)
+    lookup = torch.tensor([-7, 0, 2, 5, 299])  # a negative id, in-range ids and ids >= M for small M
+    id_map = lookup[coarse].repeat_interleave(4, 1).repeat_interleave(4, 2)  # [2,32,32]
+    spare = id_map.clone()
+    spare[(id_map < 0) | (id_map >= num_ids)] = num_ids
+    for grid in [(1, 1), (2, 4), (8, 8)]:
+        got = downsample_masks(id_map, grid, num_ids=num_ids)
+        assert got.dtype == torch.long
+        assert torch.equal(got, brute_force_downsample(spare, *grid))
+    # Unbounded (num_ids None, any path): every integer is an id, negative ones included.
+    assert torch.equal(downsample_masks(id_map, (2, 4)), brute_force_downsample(id_map, 2, 4))
 
 
 def test_sampling_present_ids_uniform_with_replacement():

@@ -495,7 +495,7 @@ def test_image_mask_dataset_paths_and_missing_root(tmp_path):
 def test_shapes_config_pipeline_end_to_end(shapes_root):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/datasets/shapes_detcon.py'))
     assert cfg.train_dataloader.collate_fn.type == 'default_collate'
-    assert cfg.data_preprocessor.type == 'SelfSupDataPreprocessor'
+    assert cfg.data_preprocessor.type == 'DetConDataPreprocessor'
     views = cfg.train_dataloader.dataset.pipeline[2].transforms
     probs = [{s.type: s.get('prob') for s in v} for v in views]
     assert (probs[0]['DetConGaussianBlur'], probs[1]['DetConGaussianBlur']) == (1.0, 0.1)
@@ -509,20 +509,22 @@ def test_shapes_config_pipeline_end_to_end(shapes_root):
     assert load.type == 'LoadIdMap'
     load.mask_root = osp.join(shapes_root, 'precomputed')
     load.img_root = osp.join(shapes_root, 'train', 'images')
-    # A "precomputed" map for image 1 only (grid ids + 500): it must be used instead of FH.
-    grid = 500 + np.kron(np.arange(4).reshape(2, 2), np.ones((64, 64), np.int64))
+    # A "precomputed" 16-bit map for image 1 only (grid ids + 200, above FH's ids here but below
+    # the config's num_mask_ids): it must be used instead of FH.
+    grid = 200 + np.kron(np.arange(4).reshape(2, 2), np.ones((64, 64), np.int64))
     write_png(osp.join(shapes_root, 'precomputed', '000001.png'), grid.astype(np.uint16))
     ds = DATASETS.build(ds_cfg)
     np.random.seed(0)
     batch = default_collate([ds[i] for i in range(4)])
     inputs, samples = batch['inputs'], batch['data_samples']
     assert len(inputs) == 2 and all(tuple(x.shape) == (4, 3, size, size) for x in inputs)
-    masks = torch.stack([s.mask for s in samples]).long()
+    assert all('mask' not in s for s in samples)  # PackDetConInputs: one batched tensor instead
+    masks = batch['masks'].long()
     assert tuple(masks.shape) == (4, 2, size, size)
     fh = cfg.fh_cfg
     for i in range(4):
         if i == 1:
-            image_ids = set(range(500, 504))
+            image_ids = set(range(200, 204))
         else:
             bgr = cv2.imread(osp.join(shapes_root, 'train', 'images', f'{i:06d}.png'))
             rgb = np.ascontiguousarray(bgr[..., ::-1])

@@ -6,6 +6,7 @@ model = dict(
     _delete_=True,
     type='DetConS',
     num_samples=16,
+    num_mask_ids={{_base_.num_mask_ids}},  # the id limit MultiViewWithMask checks (256 on shapes)
     backbone=dict(type='ResNet', depth=18, out_indices=(3, ), norm_cfg=dict(type='SyncBN'),
                   zero_init_residual=True),
     neck=dict(type='DetConNeck', in_channels=512, hid_channels=1024, out_channels=128,

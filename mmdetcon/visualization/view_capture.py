@@ -201,6 +201,8 @@ def capture_from_batch(data_batch: dict, position: int, dataset: Any) -> Capture
     results = dict(img=[hwc(x) for x in inputs] if isinstance(inputs, (list, tuple)) else hwc(inputs))
     if 'mask' in sample:
         results['mask'] = sample.mask.detach().cpu().numpy()
+    elif data_batch.get('masks') is not None:  # PackDetConInputs: one [B, V, H, W] tensor
+        results['mask'] = data_batch['masks'][position].detach().cpu().numpy()
     leaf = _find_leaf(dataset, index, None if img_path is None else str(img_path))
     prefix, stop = _walk(leaf, index, until_views=True)
     if 'patch_cells' in meta:

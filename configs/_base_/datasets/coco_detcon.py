@@ -7,8 +7,11 @@
 dataset_type = 'CocoMaskDataset'
 data_root = 'data/coco/'
 
+num_mask_ids = 65536  # M: ids 0..M-1 per image, checked by MultiViewWithMask; all of uint16
+# (FH maps; GT instance maps hold 1 + the image's instances). The model's num_mask_ids must match.
+
 data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
+    type='DetConDataPreprocessor',  # SelfSupDataPreprocessor + the batched id maps, non_blocking
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
@@ -42,9 +45,9 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadIdMap'),  # FH
     # dict(type='LoadCocoInstanceIds'),  # GT
-    dict(type='MultiViewWithMask', num_views=[1, 1],
+    dict(type='MultiViewWithMask', num_views=[1, 1], num_mask_ids=num_mask_ids,
          transforms=[view_pipeline1, view_pipeline2]),
-    dict(type='PackInputs'),
+    dict(type='PackDetConInputs'),  # the views' id maps as one tensor: [B, 2, H, W] once collated
 ]
 
 train_dataloader = dict(

@@ -8,8 +8,11 @@
 dataset_type = 'ImageMaskDataset'
 data_root = 'data/imagenet/'
 
+num_mask_ids = 65536  # M: ids 0..M-1 per image, checked by MultiViewWithMask; all of uint16
+# (FH maps are uint8, or uint16 above 255 segments). The model's num_mask_ids must be the same.
+
 data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
+    type='DetConDataPreprocessor',  # SelfSupDataPreprocessor + the batched id maps, non_blocking
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
@@ -46,9 +49,9 @@ train_pipeline = [
     # Reads the dataset's seg_map_path. To run without precomputed masks (slow: FH costs ~0.26 s
     # per image), add fallback='felzenszwalb' here and allow_missing_masks=True in the dataset.
     dict(type='LoadIdMap'),
-    dict(type='MultiViewWithMask', num_views=[1, 1],
+    dict(type='MultiViewWithMask', num_views=[1, 1], num_mask_ids=num_mask_ids,
          transforms=[view_pipeline1, view_pipeline2]),
-    dict(type='PackInputs'),
+    dict(type='PackDetConInputs'),  # the views' id maps as one tensor: [B, 2, H, W] once collated
 ]
 
 train_dataloader = dict(

@@ -14,8 +14,14 @@ data_root = 'data/shapes/'
 crop_size = 96  # a multiple of 32: a 3x3 grid of res5 cells
 fh_cfg = dict(scale=87, sigma=0.8, min_size=87)
 
+# M: ids 0..M-1 per image, checked by MultiViewWithMask (the model's num_mask_ids must match).
+# FH at min_size 87 on 128 px leaves at most 128*128/87 = 188 segments (the benchmark profiles
+# scale min_size with the area, so the bound holds at their sizes), instance maps hold 1 + at most
+# a few objects and grid maps n*n ids: 256 bounds them all and keeps the per-cell vote a small table.
+num_mask_ids = 256
+
 data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
+    type='DetConDataPreprocessor',  # SelfSupDataPreprocessor + the batched id maps, non_blocking
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
@@ -50,15 +56,16 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     # reads the dataset's seg_map_path ({data_root}/train/masks_fh/*.png), FH online where absent
     dict(type='LoadIdMap', fallback='felzenszwalb', fallback_cfg=fh_cfg),
-    dict(type='MultiViewWithMask', num_views=[1, 1],
+    dict(type='MultiViewWithMask', num_views=[1, 1], num_mask_ids=num_mask_ids,
          transforms=[view_pipeline1, view_pipeline2]),
-    dict(type='PackInputs'),
+    dict(type='PackDetConInputs'),  # the views' id maps as one tensor: [B, 2, H, W] once collated
 ]
 
 train_dataloader = dict(
     batch_size=32,
     num_workers=2,
     persistent_workers=True,
+    pin_memory=True,  # the batch (views and id maps) is copied to the GPU without blocking
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),

@@ -4,6 +4,8 @@
 model = dict(
     type='DetConS',
     num_samples=16,
+    # M, the id limit of the data's MultiViewWithMask (configs/_base_/datasets/*detcon*.py: 65536)
+    num_mask_ids=65536,
     backbone=dict(
         type='ResNet',
         depth=50,

@@ -7,22 +7,36 @@
    by area), with replacement, independently at every call (one call per view; the online and the
    target network reuse the draw).
 3. :func:`pool_masks`: mean feature over the cells of each sampled id.
+
+All three have static shapes and no host synchronisation (no data-dependent Python branch, no
+``.item()``), so the path compiles with ``torch.compile(fullgraph=True)``: the range of the ids is a
+configuration value (``num_ids``, DetCon's M, checked by ``MultiViewWithMask(num_mask_ids=M)`` where
+the ids are made), never read from the data.
 """
 from typing import Optional, Tuple
 
 import torch
 
-# Largest B*cells*(max id + 1) for which per-cell counts are kept as one dense table; above it the
-# counts are computed sparsely over the (cell, id) pairs that occur.
+#: Default M, the number of mask ids per image (ids 0..M-1): the whole uint16 range, i.e. every id
+#: a mask PNG can hold (``mmdetcon.utils.masks_io`` stores uint8, or uint16 above 255 segments;
+#: ids never wrap). The official code wraps ids into 256.
+NUM_MASK_IDS = 1 << 16
+
+# Largest B*cells*(M + 1) for which per-cell counts are kept as one dense table; above it (and when
+# M is not given) the per-cell vote sorts the ids of each cell instead. Both are static in shape.
 _DENSE_COUNT_LIMIT = 1 << 22
 
 
-def downsample_masks(id_map: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """Assign each cell of an (h, w) grid its plurality id.
+def downsample_masks(id_map: torch.Tensor, grid: Tuple[int, int],
+                     num_ids: Optional[int] = None) -> torch.Tensor:
+    """Assign each cell of an (h, w) grid its plurality id (ties to the lowest id).
 
     Args:
-        id_map: [B, H, W] non-negative integer ids; H and W must be multiples of h and w.
+        id_map: [B, H, W] integer ids; H and W must be multiples of h and w.
         grid: (h, w) feature grid size.
+        num_ids: M. Ids outside [0, M) (negative, or an "ignore" value a validated pipeline never
+            lets through) are counted as one spare segment with id M, by arithmetic (no check).
+            None: every integer is an id, negative ones included.
 
     Returns:
         [B, h*w] int64 cell ids (row-major cells).
@@ -36,30 +50,33 @@ def downsample_masks(id_map: torch.Tensor, grid: Tuple[int, int]) -> torch.Tenso
     if h <= 0 or w <= 0 or H % h or W % w:
         raise ValueError(f'mask of size {H}x{W} is not divisible into the {h}x{w} feature grid; '
                          'crop/resize the views to a multiple of the backbone stride')
+    if num_ids is not None and num_ids < 1:
+        raise ValueError(f'downsample_masks: num_ids must be >= 1, got {num_ids}')
     ids = id_map.long()
-    if ids.numel() and ids.min() < 0:
-        raise ValueError(f'downsample_masks: ids must be non-negative, got min {int(ids.min())}')
+    if num_ids is not None:
+        ids = torch.where((ids >= 0) & (ids < num_ids), ids, num_ids)  # spare slot M
     sy, sx = H // h, W // w
-    dev = ids.device
-    cell = (torch.arange(H, device=dev) // sy)[:, None] * w + torch.arange(W, device=dev) // sx
-    cell = (cell + h * w * torch.arange(B, device=dev)[:, None, None]).flatten()  # [B*H*W]
-    ids = ids.flatten()
-    num_ids = int(ids.max()) + 1 if ids.numel() else 1
     num_cells = B * h * w
-    if num_cells * num_ids <= _DENSE_COUNT_LIMIT:
-        counts = torch.bincount(cell * num_ids + ids, minlength=num_cells * num_ids)
+    if num_ids is not None and num_cells * (num_ids + 1) <= _DENSE_COUNT_LIMIT:
+        slots = num_ids + 1
+        dev = ids.device
+        cell = (torch.arange(H, device=dev) // sy)[:, None] * w + torch.arange(W, device=dev) // sx
+        cell = cell + h * w * torch.arange(B, device=dev)[:, None, None]  # [B,H,W]
+        counts = torch.zeros(num_cells * slots, dtype=torch.int32, device=dev)
+        index = (cell * slots + ids).flatten()
+        counts.scatter_add_(0, index, torch.ones((), dtype=torch.int32, device=dev).expand_as(index))
         # argmax returns the first maximum, i.e. the lowest id on ties.
-        return counts.view(B, h * w, num_ids).argmax(-1)
-    if max(num_cells, sy * sx + 1) * num_ids >= 1 << 62:
-        raise ValueError(f'downsample_masks: ids up to {num_ids - 1} are too large to count')
-    # Sparse: count each occurring (cell, id) pair, then keep per cell the largest count and, among
-    # equal counts, the lowest id, by maximising count * num_ids + (num_ids - 1 - id).
-    pairs, counts = torch.unique(cell * num_ids + ids, return_counts=True)
-    pair_cell, pair_id = pairs // num_ids, pairs % num_ids
-    score = counts * num_ids + (num_ids - 1 - pair_id)
-    best = torch.full((num_cells, ), -1, dtype=torch.long, device=dev)
-    best.scatter_reduce_(0, pair_cell, score, reduce='amax')
-    return (num_ids - 1 - best % num_ids).view(B, h * w)
+        return counts.view(B, h * w, slots).argmax(-1)
+    # Per cell: sort its sy*sx ids; the plurality id ends the first longest run of equal values
+    # (the runs are in increasing id order, so the first one of maximal length has the lowest id).
+    vals = ids.view(B, h, sy, w, sx).permute(0, 1, 3, 2, 4).reshape(num_cells, sy * sx)
+    vals = vals.sort(dim=1).values
+    pos = torch.arange(sy * sx, device=ids.device).expand_as(vals)
+    starts = torch.ones_like(vals, dtype=torch.bool)
+    starts[:, 1:] = vals[:, 1:] != vals[:, :-1]
+    run_start = torch.where(starts, pos, 0).cummax(dim=1).values
+    last = (pos - run_start).argmax(dim=1, keepdim=True)  # first position of the longest run's end
+    return vals.gather(1, last).view(B, h * w)
 
 
 def sample_mask_ids(cell_ids: torch.Tensor, num_samples: int = 16,
