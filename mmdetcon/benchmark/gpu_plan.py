@@ -250,9 +250,16 @@ def write_plan(methods: List[str], work_dir: str, **kwargs) -> str:
     steps = gpu_plan(methods, work_dir, **kwargs)  # validates the arguments before anything is written
     os.makedirs(osp.join(ROOT, work_dir, 'configs'), exist_ok=True)
     for method in methods:
-        if method in IN1K_CONFIGS:
-            with open(osp.join(ROOT, work_dir, 'configs', f'{method}_in1k.py'), 'w') as f:
-                f.write(wrapper_config(method, kwargs.get('epochs', 200)))
+        if method in IN1K_CONFIGS:  # atomic, and untouched when unchanged: other nodes may be reading it
+            path, text = osp.join(ROOT, work_dir, 'configs', f'{method}_in1k.py'), wrapper_config(
+                method, kwargs.get('epochs', 200))
+            if osp.isfile(path):
+                with open(path) as f:
+                    if f.read() == text:
+                        continue
+            with open(f'{path}.{os.getpid()}.tmp', 'w') as f:
+                f.write(text)
+            os.replace(f'{path}.{os.getpid()}.tmp', path)
     write_json_atomic(osp.join(ROOT, work_dir, 'plan.json'), steps)
     script = osp.join(ROOT, work_dir, 'plan.sh')
     multi_node = any(s.get('nodes', 1) > 1 for s in steps) and kwargs.get('launcher', 'dist') == 'dist'
