@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import run_tool
+from conftest import ROOT, run_tool
 from mmdetcon.benchmark import probes
 from mmdetcon.benchmark.benchmark import select_lr
 from mmdetcon.benchmark.profiles import METHODS, PROFILES
@@ -213,6 +213,17 @@ def test_in1k_coco_plan(tmp_path):
     assert "'HueSafeColorJitter'" in str(cfg.train_dataloader)
 
 
+def test_dist_train_needs_node_rank_and_master_addr_on_several_nodes():
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k not in ('NODE_RANK', 'MASTER_ADDR')}
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), 'c.py', '8'], capture_output=True,
+                          text=True, env=dict(env, NNODES='2', PYTHON='false'))
+    assert proc.returncode == 2 and 'NNODES=2 needs NODE_RANK (0..1) and MASTER_ADDR' in proc.stderr
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), 'c.py', '8'], capture_output=True,
+                          text=True, env=dict(env, NNODES='2', NODE_RANK='1', MASTER_ADDR='node0', PYTHON='echo'))
+    assert proc.returncode == 0 and '--nnodes=2 --node_rank=1 --master_addr=node0' in proc.stdout
+
+
 def _name_batch(config: str):
     """(GPUs, images per GPU) from a config name's NxbB."""
     import re
@@ -360,7 +371,7 @@ def test_launch_plan_times_steps_skips_finished_ones_and_collects_the_table(tmp_
                                                                         'coco/segm_mAP': 0.317}))])
     log('byol/linear', '20260103_000000', [(10, train), (1, {'accuracy/top1': 61.25, 'accuracy/top5': 80.0})],
         scalars_json=False)
-    log('random/coco', '20260104_000000', [(10, train), (1, {'coco/bbox_mAP': 0.012, 'coco/segm_mAP': 0.0})])
+    log('random/coco', '20260104_000000', [(10, train), (1, {'coco/bbox_mAP': 0.012, 'coco/segm_mAP': -1.0})])
     counter, flag = str(tmp_path / 'runs.txt'), str(tmp_path / 'flag')
     ok = f'open({counter!r}, "a").write("x")'
     fails = f'import os, sys; {ok}; sys.exit(0 if os.path.exists({flag!r}) else 3)'
@@ -389,7 +400,7 @@ def test_launch_plan_times_steps_skips_finished_ones_and_collects_the_table(tmp_
     rows = {r['method']: r for r in results['rows']}
     assert list(rows) == ['byol', 'random']
     assert (rows['byol']['box_ap'], rows['byol']['mask_ap'], rows['byol']['linear_top1']) == (0.352, 0.317, 61.25)
-    assert (rows['random']['box_ap'], rows['random']['mask_ap'], rows['random']['linear_top1']) == (0.012, 0.0, None)
+    assert (rows['random']['box_ap'], rows['random']['mask_ap'], rows['random']['linear_top1']) == (0.012, None, None)
     walls = {s['name']: s['wall_s'] for s in results['steps']}
     assert all(w > 0 for w in walls.values()) and len(walls) == 6
     for s in results['steps']:
@@ -399,8 +410,9 @@ def test_launch_plan_times_steps_skips_finished_ones_and_collects_the_table(tmp_
     with open(osp.join(work, 'results.md')) as f:
         table = f.read()
     assert f'| byol | 35.2 | 31.7 | 61.25 | {rows["byol"]["gpu_hours"]:.2f} | yes |' in table
-    assert '| random | 1.2 | 0.0 | — |' in table
-    assert '| byol/pretrain | 16 | 2 | 4096 | no |' in table and '| random/coco-mask-rcnn-1x | 4 | 1 | 8 | yes |' in table
+    assert '| random | 1.2 | — | — |' in table  # COCOeval's -1 (undefined) is not an AP
+    assert '| byol/pretrain | 16 | 2 | 4096 | no |' in table
+    assert '| random/coco-mask-rcnn-1x | 4 | 1 | 8 | yes |' in table
     # another node of a multi-node plan runs only the steps that span nodes, after node 0's steps are done
     assert launch_plan(work, env=dict(NODE_RANK='1'), poll_s=0.01) == dict(node_rank=1)
     with open(counter) as f:

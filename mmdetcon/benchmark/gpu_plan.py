@@ -367,7 +367,9 @@ def collect_results(work_dir: str) -> dict:
     Per method: COCO box / mask AP (mmdet's ``coco/bbox_mAP``, ``coco/segm_mAP``, fractions in [0, 1], from the
     last validation of the COCO step's work dir) and linear top-1 (mmpretrain's ``accuracy/top1``, in %), and per
     step its wall time and GPU-hours (GPUs x wall / 3600) from its stage record. A metric or a step that is not
-    there is None ("—" in the table), never estimated. Returns ``dict(rows, steps)``.
+    there is None ("—" in the table), never estimated; so is COCOeval's -1 (undefined). Returns
+    ``dict(rows, steps)``: rows ``method, box_ap, mask_ap, linear_top1, wall_s, gpu_hours, complete``; steps
+    ``name, kind, method, gpus, nodes, total_batch, lr_scaled, done, wall_s, gpu_hours``.
     """
     work_dir = _abs(work_dir)
     with open(osp.join(work_dir, 'plan.json')) as f:
@@ -391,7 +393,9 @@ def collect_results(work_dir: str) -> dict:
         if step['kind'] in METRICS:
             scalars = _scalars(_abs(step['work_dir']))
             if step['kind'] == 'coco':
-                row['box_ap'], row['mask_ap'] = (_last(scalars, k) for k in METRICS['coco'])
+                # COCOeval's -1 means undefined (no ground truth / no detections evaluated): missing
+                row['box_ap'], row['mask_ap'] = (None if v is None or v < 0 else v
+                                                 for v in (_last(scalars, k) for k in METRICS['coco']))
             else:
                 row['linear_top1'] = _last(scalars, METRICS['linear'][0])
     results = dict(rows=list(rows.values()), steps=step_records)
@@ -415,9 +419,10 @@ def results_table(results: dict) -> str:
                      f'{r["gpu_hours"]:.2f} | {"yes" if r["complete"] else "no"} |')
     lines += ['', 'AP: mmdet\'s coco/bbox_mAP and coco/segm_mAP x 100 (last validation); top-1: mmpretrain\'s '
               'accuracy/top1 (last validation); — = not found in the step\'s work dir.', '',
-              '| step | GPUs | nodes | total batch | lr rescaled | wall (h) | GPU-hours |', '|---|---|---|---|---|---|---|']
+              '| step | GPUs | nodes | total batch | lr rescaled | wall (min) | GPU-hours |',
+              '|---|---|---|---|---|---|---|']
     for s in results['steps']:
         lines.append(f'| {s["name"]} | {s["gpus"]} | {num(s["nodes"], "d")} | {num(s["total_batch"], "d")} | '
                      f'{"—" if s["lr_scaled"] is None else ("yes" if s["lr_scaled"] else "no")} | '
-                     f'{num(s["wall_s"] and s["wall_s"] / 3600, ".3f")} | {num(s["gpu_hours"], ".3f")} |')
+                     f'{num(s["wall_s"] and s["wall_s"] / 60, ".1f")} | {num(s["gpu_hours"], ".3f")} |')
     return '\n'.join(lines) + '\n'
