@@ -1,7 +1,7 @@
 """Peak memory of the DetCon loss (forward + backward) in units of one [B*R, 2*N*R] logits tensor.
 
     python tools/analysis/bench_detcon_loss_memory.py [--batch 32 64 128 256] [--masks 16]
-        [--dim 256] [--form b|s] [--no-rss] [--json OUT.json] [--quiet]
+        [--dim 256] [--form b|s] [--repeats 3] [--no-rss] [--json OUT.json] [--quiet]
 
 One process (N = B), float32, random predictions / targets and ids drawn from 8 values per image
 (duplicates and rows without a positive occur). Two formulations run in the same invocation:
@@ -21,13 +21,14 @@ Measurements, each divided by the bytes of one logits tensor (B*R * 2*B*R * 4):
 - ``rss`` (Linux): growth of the peak resident set size of a fresh subprocess per measurement, the
   peak (VmHWM) reset through ``/proc/self/clear_refs`` just before the call; what the operating
   system sees, including malloc's caching and fragmentation. ``--no-rss`` skips it.
-- ``time``: wall time of one further call, chunked / naive (noisy on a shared machine; the chunked
-  backward recomputes the logits, one matrix product more per direction).
+- ``time``: median wall time of ``--repeats`` further calls of each, interleaved, chunked / naive
+  (the chunked backward recomputes the logits: one matrix product more per direction).
 """
 import argparse
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 import time
@@ -104,7 +105,7 @@ def loss_call(formulation: str, form: str, inputs: List[torch.Tensor]) -> Callab
     def run() -> None:
         a, b = p1.clone().requires_grad_(), p2.clone().requires_grad_()
         if formulation == 'naive':
-            loss = naive_loss(a, b, a, b, i1, i2) if form == 's' else naive_loss(a, b, t1, t2, i1, i2)
+            loss = naive_loss(a, b, *((a, b) if form == 's' else (t1, t2)), i1, i2)
         elif form == 's':
             loss = detcon_s_loss(a, b, i1, i2)
         else:
@@ -168,15 +169,20 @@ def measure(batch: int, args: argparse.Namespace) -> Dict:
     inputs = make_inputs(batch, args.masks, args.dim)
     logits_bytes = (batch * args.masks) * (2 * batch * args.masks) * 4
     row = dict(batch=batch, masks=args.masks, logits_mib=logits_bytes / MIB)
-    for formulation in ('naive', 'chunked'):
-        fn = loss_call(formulation, args.form, inputs)
-        row[f'{formulation}_alloc'] = peak_allocated(fn) / logits_bytes
-        start = time.perf_counter()
-        fn()
-        row[f'{formulation}_s'] = time.perf_counter() - start
+    calls = {f: loss_call(f, args.form, inputs) for f in ('naive', 'chunked')}
+    times: Dict[str, List[float]] = {f: [] for f in calls}
+    for formulation, fn in calls.items():
+        row[f'{formulation}_alloc'] = peak_allocated(fn) / logits_bytes  # also the warm-up
         if args.rss:
             rss = rss_growth(formulation, args.form, batch, args.masks, args.dim)
             row[f'{formulation}_rss'] = None if rss is None else rss / logits_bytes
+    for _ in range(args.repeats):  # interleaved, so that load drifts affect both alike
+        for formulation, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[formulation].append(time.perf_counter() - start)
+    for formulation in calls:
+        row[f'{formulation}_s'] = statistics.median(times[formulation])
     row['time_ratio'] = row['chunked_s'] / row['naive_s']
     return row
 
@@ -192,7 +198,7 @@ def table(rows: List[Dict], rss: bool) -> str:
         return '–' if v is None else f'{v:.2f}x'
 
     for r in rows:
-        cells = [f"{r['batch']} x {r['masks']}", f"{r['logits_mib']:.0f}", x(r['naive_alloc']),
+        cells = [f"{r['batch']} x {r['masks']}", f"{r['logits_mib']:.1f}", x(r['naive_alloc']),
                  x(r['chunked_alloc'])]
         if rss:
             cells += [x(r['naive_rss']), x(r['chunked_rss'])]
@@ -209,14 +215,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--dim', type=int, default=256, help='projection dim D')
     parser.add_argument('--form', choices=['b', 's'], default='b',
                         help='DetCon-B (detached targets) or DetCon-S (gradient through the keys)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed calls of each formulation')
     parser.add_argument('--no-rss', dest='rss', action='store_false',
                         help='skip the per-measurement subprocess peak-RSS column')
     parser.add_argument('--json', help='also write the rows to this JSON file')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     parser.add_argument('--child', choices=['naive', 'chunked'], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.batch) < 1 or args.masks < 1 or args.dim < 1:
-        parser.error('--batch, --masks and --dim must be >= 1')
+    if min(args.batch) < 1 or args.masks < 1 or args.dim < 1 or args.repeats < 1:
+        parser.error('--batch, --masks, --dim and --repeats must be >= 1')
     return args
 
 
