@@ -185,14 +185,16 @@ def gpu_plan(methods: List[str], work_dir: str, launcher: str = 'dist', partitio
     ``total_batch``, ``recipe_batch`` and ``lr_scaled`` (``--auto-scale-lr`` passed), pretraining ``epochs``.
     ``gpus`` is the total per training step (default: each recipe's); over ``gpus_per_node`` it spans nodes.
     ``step_options`` maps a kind ('pretrain', 'coco', 'linear') to ``KEY=VALUE`` items appended to the step's
-    ``--cfg-options``. The pretraining configs are the wrappers that ``write_plan`` writes.
+    ``--cfg-options``, and ``'<kind>/<method>'`` to items appended after those for that method's step only
+    (keys that differ between recipes, e.g. a pipeline's crop size). The pretraining configs are the wrappers
+    that ``write_plan`` writes.
     """
     if launcher == 'slurm' and not partition:
         raise ValueError('--launcher slurm needs --partition')
     if epochs < 1:
         raise ValueError('--epochs must be >= 1')
     step_options = step_options or {}
-    unknown = set(step_options) - {'pretrain', 'coco', 'linear'}
+    unknown = {k for k in step_options if k.split('/')[0] not in ('pretrain', 'coco', 'linear')}
     if unknown:
         raise ValueError(f'step_options: unknown step kinds {sorted(unknown)}')
 
@@ -200,7 +202,7 @@ def gpu_plan(methods: List[str], work_dir: str, launcher: str = 'dist', partitio
         recipe_gpus, per_gpu = RECIPES[recipe]
         n = gpus or recipe_gpus
         n_nodes, per_node = _layout(n, gpus_per_node, nodes, launcher)
-        options = options + list(step_options.get(kind, []))
+        options = options + list(step_options.get(kind, [])) + list(step_options.get(f'{kind}/{method}', []))
         per_gpu = int(_option(options, 'train_dataloader.batch_size') or per_gpu)
         lr_scaled = n * per_gpu != recipe_gpus * RECIPES[recipe][1]
         args = (['--auto-scale-lr'] if lr_scaled else []) + (['--cfg-options'] + options if options else [])
