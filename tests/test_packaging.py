@@ -172,6 +172,14 @@ def test_mmdetcon_base_resolves_and_builds_in_its_scope(shapes_root, tmp_path):
     assert len(batch['inputs']) == 2 and batch['inputs'][0].shape[0] == 2  # two views of 2 images
 
 
+def test_mmengine_hub_builds_an_mmdetcon_model():
+    """``mmengine.hub.get_model('mmdetcon::...')``: the metafile's Config, ``mmdetcon.utils.register_all_modules``."""
+    import mmdetcon  # noqa: F401
+    from mmengine.hub import get_model
+    model = get_model('mmdetcon::detcon/detcon-s_resnet18_1xb32-lars-coslr-5e_shapes.py')
+    assert type(model).__name__ == 'DetConS' and model.backbone.depth == 18
+
+
 def test_runner_gives_inherited_dicts_the_configs_default_scope(tmp_path):
     """MMDetConRunner.from_cfg rescopes every ``_scope_='mmdetcon'`` mark to the config's default scope (an mmdet
     benchmark inherited through ``mmdetcon::`` must build its datasets and transforms in mmdet's registries)."""

@@ -23,6 +23,8 @@ detection benchmarks, so each dict is built where the config it came from is bui
 outside that runner (``MODELS.build(cfg.model)`` in a script) for mmpretrain-scope configs; such a script building
 an mmdet benchmark calls ``rescope(list(cfg.values()), cfg.default_scope)`` first.
 
+``register_all_modules`` is the OpenMMLab entry point that ``mmengine.hub.get_model('mmdetcon::...')`` calls.
+
 A script that only calls ``Config.fromfile`` on a config inheriting ``mmdetcon::`` must ``import mmdetcon`` first
 (mmengine asserts the key before importing anything); ``tools/train.py``, ``tools/test.py`` and ``mim train|test
 mmdetcon`` do.
@@ -61,6 +63,15 @@ def register_scope_aliases() -> List[str]:
             ScopeAlias(parent.name, parent=parent, scope=SCOPE)
         names.append(attr)
     return names
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Register every mmdetcon module (``import mmdetcon``); with ``init_default_scope`` and no current default
+    scope, make ``mmpretrain`` the default scope, the one mmdetcon's pretraining configs use."""
+    import mmdetcon  # noqa: F401  (registers everything, see mmdetcon/__init__.py)
+    from mmengine.registry import DefaultScope
+    if init_default_scope and DefaultScope.get_current_instance() is None:
+        DefaultScope.get_instance('mmdetcon', scope_name='mmpretrain')
 
 
 def rescope(node: Any, scope: Optional[str]) -> int:
