@@ -180,22 +180,27 @@ def test_mmengine_hub_builds_an_mmdetcon_model():
     assert type(model).__name__ == 'DetConS' and model.backbone.depth == 18
 
 
-def test_runner_gives_inherited_dicts_the_configs_default_scope(tmp_path):
-    """MMDetConRunner.from_cfg rescopes every ``_scope_='mmdetcon'`` mark to the config's default scope (an mmdet
-    benchmark inherited through ``mmdetcon::`` must build its datasets and transforms in mmdet's registries)."""
+def test_runner_gives_inherited_dicts_the_configs_default_scope(tmp_path, monkeypatch):
+    """MMDetConRunner.from_cfg hands mmengine a copy whose ``_scope_='mmdetcon'`` marks are the config's default
+    scope (an mmdet benchmark inherited through ``mmdetcon::`` builds its datasets and transforms in mmdet's)."""
     import mmdetcon  # noqa: F401
     from mmengine.config import Config
+    from mmengine.runner import Runner
 
+    from mmdetcon.engine.runner import MMDetConRunner
     from mmdetcon.utils.packaging import rescope
-    cfg = Config.fromfile(_user_config(tmp_path, DETCON_SHAPES))
 
-    def count(scope: str) -> int:
+    def count(cfg, scope: str) -> int:
         return repr(cfg.to_dict()).count(f"'_scope_': '{scope}'")
 
-    marks = count('mmdetcon')
-    assert marks >= 10 and count('mmdet') == 0
-    assert rescope(list(cfg.values()), 'mmdet') == marks
-    assert count('mmdetcon') == 0 and count('mmdet') == marks
+    cfg = Config.fromfile(_user_config(tmp_path, DETCON_SHAPES))
+    cfg.default_scope = 'mmdet'  # as in an mmdet benchmark
+    marks = count(cfg, 'mmdetcon')
+    assert marks >= 10 and count(cfg, 'mmdet') == 0
+    monkeypatch.setattr(Runner, 'from_cfg', classmethod(lambda cls, built: built))  # what mmengine would build
+    built = MMDetConRunner.from_cfg(cfg)
+    assert count(built, 'mmdetcon') == 0 and count(built, 'mmdet') == marks
+    assert count(cfg, 'mmdetcon') == marks, "the caller's config is left as it was"
     nested = {'a': [{'type': 'X', '_scope_': 'mmdetcon', 'b': ({'_scope_': 'mmdetcon'},)}, {'_scope_': 'mmdet'}]}
     assert rescope(nested, None) == 2
     assert nested == {'a': [{'type': 'X', 'b': ({},)}, {'_scope_': 'mmdet'}]}
