@@ -292,10 +292,18 @@ def _abs(work_dir: str) -> str:
     return work_dir if osp.isabs(work_dir) else osp.join(ROOT, work_dir)
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished child processes and theirs."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def launch_plan(work_dir: str, env: Optional[Dict[str, str]] = None, poll_s: float = 30.0) -> dict:
     """Run the steps of ``plan.json`` in order, each logged to its stage's ``log.txt`` with its wall time; a
     finished step (stage marker) is skipped. Returns :func:`collect_results` (written on node 0 only).
 
+    A step's stage record holds its wall seconds and the CPU seconds of its processes on this node (``cpu_s``).
     ``env`` is added to the environment of the commands; ``NODE_RANK`` (there or in the environment) > 0 marks
     another node of a multi-node plan: it runs the steps that span nodes and, for each step of node 0 alone, waits
     for node 0's stage marker (every ``poll_s`` seconds; the work dir must be shared); it collects nothing.
@@ -315,7 +323,7 @@ def launch_plan(work_dir: str, env: Optional[Dict[str, str]] = None, poll_s: flo
         cmd = [sys.executable if step['cmd'][0] == 'python' else step['cmd'][0]] + step['cmd'][1:]
 
         def work(stage_dir: str, step=step, cmd=cmd) -> Tuple[dict, List[str]]:
-            start = time.time()
+            start, cpu = time.time(), _children_cpu_s()
             with open(osp.join(stage_dir, 'log.txt'), 'w') as log:
                 code = subprocess.run(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT).returncode
             if code:
@@ -323,7 +331,8 @@ def launch_plan(work_dir: str, env: Optional[Dict[str, str]] = None, poll_s: flo
                     tail = log.read()[-3000:]
                 raise RuntimeError(f'step {step["name"]} exited {code}; its log '
                                    f'({osp.join(stage_dir, "log.txt")}) ends with:\n{tail}')
-            return dict(step=step['name'], wall_s=round(time.time() - start, 3), gpus=step['gpus']), ['log.txt']
+            return dict(step=step['name'], wall_s=round(time.time() - start, 3), gpus=step['gpus'],
+                        cpu_s=round(_children_cpu_s() - cpu, 3)), ['log.txt']
         print(f'[plan] {step["name"]}: {shlex.join(step["cmd"])}', flush=True)
         done = run_stage(_stage_dir(work_dir, step['name'], node_rank), work)
         print(f'[plan] {step["name"]}: ' + ('finished earlier, skipped' if done['reused']
