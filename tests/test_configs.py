@@ -1,6 +1,8 @@
-"""Every shipped config loads, and its model, train pipeline, optimiser and schedulers build."""
+"""Every shipped config loads, and its model, train pipeline, optimiser and schedulers build; every
+pretraining model trains all its trainable parameters (one forward and backward on a tiny batch)."""
 import glob
 import os.path as osp
+from typing import Dict, List
 
 import pytest
 import torch
@@ -69,5 +71,64 @@ def test_pretrain_config_builds(path):
         sched = dict(sched)
         sched.pop('convert_to_iter_based', None)
         PARAM_SCHEDULERS.build(sched, default_args=dict(optimizer=wrapper.optimizer))
-    # Pretraining never trains a classifier: every trainable parameter must get a gradient path.
     assert isinstance(wrapper.optimizer, torch.optim.Optimizer)
+    # Pretraining never trains a classifier: every trainable parameter must get a gradient path.
+    key = repr(model_cfg)  # configs that differ only in schedule or data share one model: check it once
+    if key not in _GRAD_PROBLEMS:
+        _GRAD_PROBLEMS[key] = _gradient_problems(model)
+    assert not _GRAD_PROBLEMS[key], f'trainable parameters without a finite gradient: {_GRAD_PROBLEMS[key]}'
+
+
+_GRAD_PROBLEMS: Dict[str, List[str]] = {}
+#: Momentum / EMA copies, updated from the online network under no_grad: the only frozen parameters.
+TARGET_PREFIXES = ('target_net.', 'encoder_k.')
+
+
+def _tiny_batch(model: torch.nn.Module, size: int = 64, batch: int = 2) -> dict:
+    """What the config's loader would hand the data preprocessor, at ``batch`` images of ``size`` px:
+    uint8 views [B,3,size,size] (DetCo: 2 globals, then 2 patch sets of ``size // 2`` px), empty data
+    samples, and for DetCon the batched id maps [B,2,size,size] (4 quadrant segments, the second view's
+    shifted by a quarter so that the two views share some segments but not all)."""
+    from mmpretrain.structures import DataSample
+
+    from mmdetcon.models.algorithms.detcon import _DetConBase
+    from mmdetcon.models.algorithms.detco import DetCo
+    gen = torch.Generator().manual_seed(0)
+
+    def views(n: int, px: int) -> List[torch.Tensor]:
+        return [torch.randint(0, 256, (batch, 3, px, px), dtype=torch.uint8, generator=gen) for _ in range(n)]
+
+    data = dict(inputs=views(2, size), data_samples=[DataSample() for _ in range(batch)])
+    if isinstance(model, DetCo):
+        data['inputs'] += views(2 * model.neck.num_patches, size // 2)
+    if isinstance(model, _DetConBase):
+        half, quarter = size // 2, size // 4
+        quadrants = (torch.arange(size)[:, None] >= half).long() * 2 + (torch.arange(size)[None] >= half).long()
+        shifted = torch.roll(quadrants, shifts=(quarter, quarter), dims=(0, 1)) + 1  # ids 1..4
+        data['masks'] = torch.stack([quadrants, shifted]).expand(batch, 2, size, size).clone()
+    return data
+
+
+def _gradient_problems(model: torch.nn.Module) -> List[str]:
+    """One training step's forward (data preprocessor, then ``loss``) and backward; names of trainable
+    parameters whose gradient is missing or not finite, and of any parameter whose ``requires_grad`` is
+    not "False exactly inside the momentum/EMA target encoders".
+    ``zero_init_residual`` makes some gradients exactly 0 at initialisation: the check is for a gradient
+    path, not for a non-zero step."""
+    from mmengine.logging import MessageHub
+    MessageHub.get_current_instance().update_info('max_iters', 10)  # CosineEMA reads it (Runner sets it)
+    model.train()
+    data = model.data_preprocessor(_tiny_batch(model), training=True)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    problems = []
+    for name, param in model.named_parameters():
+        if name.startswith(TARGET_PREFIXES) != (not param.requires_grad):
+            problems.append(f'{name} ({"trainable target" if param.requires_grad else "frozen"})')
+        elif not param.requires_grad:
+            continue
+        elif param.grad is None:
+            problems.append(f'{name} (no gradient)')
+        elif not torch.isfinite(param.grad).all():
+            problems.append(f'{name} (non-finite gradient)')
+    return problems
