@@ -44,8 +44,8 @@ class _QueueNCE(torch.autograd.Function):
         if need_q or need_k:
             coef = e_pos / denom - 1  # [M]: p_pos - 1
             if need_q:
-                p_neg = e_neg.div_(denom[:, None])  # [M, K] softmax of the negatives, in place
-                grad_q = torch.addmm(coef[:, None] * k, p_neg, queue.t())  # [M, D]
+                # queue @ softmax(neg) = (e_neg @ queue^T) / denom: the division runs on [M, D], not [M, K].
+                grad_q = torch.addcdiv(coef[:, None] * k, e_neg @ queue.t(), denom[:, None])  # [M, D]
             if need_k:
                 grad_k = coef[:, None] * q  # [M, D]
         ctx.save_for_backward(grad_q, grad_k)
