@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--gpus-per-node', type=int, default=8, help='in1k-coco (default 8)')
     parser.add_argument('--epochs', type=int, default=200,
                         help='in1k-coco: pretraining epochs of every method, each recipe\'s schedule scaled to it')
+    parser.add_argument('--rehearse', action='store_true', help='in1k-coco: run the whole plan on CPU at toy size '
+                        '(tiny ImageNet and COCO trees, 2 gloo processes per step, a few iterations each; '
+                        'default work dir work_dirs/benchmark_in1k_coco_rehearsal)')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
     return parser.parse_args(argv)
 
@@ -93,6 +96,15 @@ def main(args: argparse.Namespace) -> None:
             raise UserError(f'unknown method {m!r}; choose from {", ".join(METHODS)}')
     work_dir = args.work_dir or osp.join('work_dirs', 'benchmark' if args.profile == 'default'
                                          else f'benchmark_{args.profile.replace("-", "_")}')
+    if args.rehearse and args.profile != 'in1k-coco':
+        raise UserError('--rehearse rehearses the real-scale plan: add --profile in1k-coco')
+    if args.rehearse:
+        from mmdetcon.benchmark.rehearsal import rehearse, summary
+        start = time.time()
+        rehearse(list(methods), args.work_dir or 'work_dirs/benchmark_in1k_coco_rehearsal')
+        print(summary(args.work_dir or 'work_dirs/benchmark_in1k_coco_rehearsal')
+              + f'\nrehearsal finished in {(time.time() - start) / 60:.1f} min')
+        return
     if args.profile == 'in1k-coco':
         from mmdetcon.benchmark.gpu_plan import launch_plan, write_plan
         try:
