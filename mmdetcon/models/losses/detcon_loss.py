@@ -127,34 +127,35 @@ def _auto_chunk_rows(num_keys: int) -> int:
     return max(1, _CHUNK_ELEMENTS // num_keys)
 
 
-def _direction(query: torch.Tensor, keys_other: torch.Tensor, keys_same: torch.Tensor,
-               ids_query: torch.Tensor, ids_other: torch.Tensor, offset: int,
-               temperature: float, local_negatives: bool,
+def _direction(query: torch.Tensor, keys: torch.Tensor, other: int, ids_query: torch.Tensor,
+               ids_other: torch.Tensor, offset: int, temperature: float, local_negatives: bool,
                chunk_rows: Optional[int]) -> torch.Tensor:
-    """L_{v->v'} for normalised queries [B,R,D] against normalised keys [N,R,D] of both views.
+    """L_{v->v'} for normalised queries [B,R,D] of view v against the normalised keys [2,N,R,D]
+    of views 1 and 2; ``other`` is the index of v' in ``keys`` (both directions share ``keys``).
 
     ``offset`` is the global index of local image 0 (rank * B).
     """
     B, R, D = query.shape
-    N = keys_other.shape[0]
-    keys = torch.cat([keys_other, keys_same]).reshape(2 * N * R, D)  # [2*N*R, D]
+    N = keys.shape[1]
+    flat_keys = keys.reshape(2 * N * R, D)  # [2*N*R, D], a view
     q = query.reshape(B * R, D) / temperature  # [B*R, D]
 
     pos = ids_query[:, :, None] == ids_other[:, None, :]  # [B,R,R] other-view block
     excl = ids_query[:, :, None] == ids_query[:, None, :]  # [B,R,R] same-view block
-    # Column of key j of local image b in the other-view half; the same-view half is + N*R.
+    # Column of key j of local image b in view 1's half of flat_keys; view 2's half is + N*R.
     local_col = (offset + torch.arange(B, device=query.device))[:, None] * R + torch.arange(
         R, device=query.device)  # [B,R]
-    cols_other = local_col[:, None, :].expand(B, R, R)  # [B,R,R]
-    cols = torch.cat([cols_other, cols_other + N * R], dim=2).reshape(B * R, 2 * R)
+    cols_local = local_col[:, None, :].expand(B, R, R)  # [B,R,R]
+    cols = torch.cat([cols_local + other * N * R, cols_local + (1 - other) * N * R],
+                     dim=2).reshape(B * R, 2 * R)  # [B*R, 2R]: other-view block, same-view block
     drop_other = torch.zeros_like(pos) if local_negatives else ~pos
     drop_same = excl if local_negatives else torch.ones_like(excl)
     drop = torch.cat([drop_other, drop_same], dim=2).reshape(B * R, 2 * R)
     rows = chunk_rows if chunk_rows is not None else _auto_chunk_rows(2 * N * R)
-    log_norm = _MaskedRowLogSumExp.apply(q, keys, cols, drop, rows).view(B, R, 1)  # [B,R,1]
+    log_norm = _MaskedRowLogSumExp.apply(q, flat_keys, cols, drop, rows).view(B, R, 1)  # [B,R,1]
 
     # Positives are never dropped: their logits against the local image's other-view keys.
-    local_other = keys_other[offset:offset + B]  # [B,R,D]
+    local_other = keys[other, offset:offset + B]  # [B,R,D]
     pos_logits = torch.einsum('brd,bjd->brj', q.view(B, R, D), local_other)  # [B,R,R]
     log_prob = torch.where(pos, pos_logits - log_norm, torch.zeros_like(pos_logits))
     num_pos = pos.sum(-1)  # [B,R]
@@ -189,11 +190,12 @@ def detcon_loss(pred1: torch.Tensor, pred2: torch.Tensor, target1: torch.Tensor,
     dtype = _compute_dtype(pred1)
     with torch.autocast(device_type=pred1.device.type, enabled=False):
         q1, q2 = (_normalize(p.to(dtype)) for p in (pred1, pred2))
-        k1, k2 = (concat_all_gather(_normalize(t.detach().to(dtype))) for t in (target1, target2))
+        keys = torch.stack([concat_all_gather(_normalize(t.detach().to(dtype)))
+                            for t in (target1, target2)])  # [2,N,R,D]
         offset = get_rank() * pred1.shape[0]
-        return (_direction(q1, k2, k1, ids1, ids2, offset, temperature, local_negatives,
+        return (_direction(q1, keys, 1, ids1, ids2, offset, temperature, local_negatives,
                            chunk_rows) +
-                _direction(q2, k1, k2, ids2, ids1, offset, temperature, local_negatives,
+                _direction(q2, keys, 0, ids2, ids1, offset, temperature, local_negatives,
                            chunk_rows))
 
 
@@ -207,11 +209,11 @@ def detcon_s_loss(proj1: torch.Tensor, proj2: torch.Tensor, ids1: torch.Tensor, 
     dtype = _compute_dtype(proj1)
     with torch.autocast(device_type=proj1.device.type, enabled=False):
         z1, z2 = (_normalize(z.to(dtype)) for z in (proj1, proj2))
-        k1, k2 = gather_with_grad(z1), gather_with_grad(z2)
+        keys = torch.stack([gather_with_grad(z1), gather_with_grad(z2)])  # [2,N,R,D]
         offset = get_rank() * proj1.shape[0]
-        return (_direction(z1, k2, k1, ids1, ids2, offset, temperature, local_negatives,
+        return (_direction(z1, keys, 1, ids1, ids2, offset, temperature, local_negatives,
                            chunk_rows) +
-                _direction(z2, k1, k2, ids2, ids1, offset, temperature, local_negatives,
+                _direction(z2, keys, 0, ids2, ids1, offset, temperature, local_negatives,
                            chunk_rows))
 
 
