@@ -19,8 +19,8 @@ from .hooks import EpochSeedHook, SkippedFilesHook
 class MMDetConRunner(Runner):
     """mmengine ``Runner`` that resumes exactly, tolerates unreadable files, and trains on CPU clusters.
 
-    - Adds :class:`EpochSeedHook` (random, numpy and torch re-seeded at every epoch from the run's seed
-      and the epoch) and :class:`SkippedFilesHook` (counts and limits skipped unreadable files) unless
+    - Adds :class:`EpochSeedHook` (random, numpy and torch re-seeded at every epoch from the run's seed,
+      the epoch and the rank) and :class:`SkippedFilesHook` (counts and limits skipped unreadable files) unless
       ``custom_hooks`` already configures them.
     - Multi-process runs without CUDA: torch's SyncBatchNorm has no CPU kernel, so there its layers
       (EMA/key copies included) become per-process BN of the same dimensionality.
