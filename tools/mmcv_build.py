@@ -158,7 +158,7 @@ def plan(version: str, cache: str, request: str, env: Mapping[str, str]) -> Dict
             elif not error:
                 error = ('TORCH_CUDA_ARCH_LIST is not set and no GPU is visible, so the GPUs to compile for are '
                          "unknown: set it to cover the cluster's GPUs, e.g. TORCH_CUDA_ARCH_LIST='8.0;9.0' for "
-                         'A100 and H100 nodes')
+                         'A100 and H100 nodes, or pass --cpu-ops (MMCV_CUDA_OPS=0) for CPU-only ops')
     key = f'{py}-torch{build["version"].split("+")[0]}-{tag}-{"cuda-ops" if want else "cpu-ops"}'
     if want and arch:
         key += f'-arch{arch_tag(arch)}'
