@@ -17,7 +17,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or with no value from the latest one '
                         'in the work directory')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision: mmengine AmpOptimWrapper '
+                        '(float16 + loss scaling) on a GPU, bfloat16 autocast on CPU')
     parser.add_argument('--no-validate', action='store_true', help='skip validation during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by (world size x batch) / auto_scale_lr.base_batch_size')
@@ -43,9 +44,10 @@ def main(args: argparse.Namespace) -> None:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    amp_message = None
+    if args.amp:  # mmengine's AmpOptimWrapper on an accelerator, bf16 autocast on CPU (mmdetcon.engine)
+        from mmdetcon.engine import amp_optim_wrapper_cfg
+        cfg.optim_wrapper, amp_message = amp_optim_wrapper_cfg(cfg.optim_wrapper)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -64,6 +66,8 @@ def main(args: argparse.Namespace) -> None:
         if args.no_persistent_workers:
             loader.persistent_workers = False
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    if amp_message:
+        runner.logger.info(amp_message)
     runner.train()
 
 

@@ -2,7 +2,7 @@
 # LARS lr 1.6 (batch 4096), no weight decay, cosine over 90 epochs.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='LARS', lr=1.6, momentum=0.9, weight_decay=0.))
+    optimizer=dict(type='ForeachLARS', lr=1.6, momentum=0.9, weight_decay=0.))
 param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=90, by_epoch=True, begin=0, end=90)
 ]

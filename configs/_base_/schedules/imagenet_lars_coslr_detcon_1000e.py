@@ -1,10 +1,11 @@
 # DetCon's optimisation for a global batch of 4096: LARS (lr 0.2 x 4096/256 = 3.2, weight decay
 # 1.5e-6, momentum 0.9, trust coefficient 1e-3); biases and BN parameters get neither weight decay
 # nor LARS adaptation. Linear warm-up for epochs // 100 epochs, then cosine to 0, both per iteration.
-# mmpretrain's LARS differs slightly from DetCon's optax chain (see configs/detcon/README.md).
+# mmdetcon's ForeachLARS (mmpretrain's LARS maths, trust ratios on the device) differs slightly from DetCon's optax
+# chain (see configs/detcon/README.md).
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='LARS', lr=3.2, weight_decay=1.5e-6, momentum=0.9),
+    optimizer=dict(type='ForeachLARS', lr=3.2, weight_decay=1.5e-6, momentum=0.9),
     paramwise_cfg=dict(
         custom_keys={
             'bn': dict(decay_mult=0, lars_exclude=True),

@@ -4,7 +4,7 @@
 # decay and no LARS adaptation (BYOL/SimCLR recipes).
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='LARS', lr=4.8 * 32 / 4096, weight_decay=1e-6, momentum=0.9),
+    optimizer=dict(type='ForeachLARS', lr=4.8 * 32 / 4096, weight_decay=1e-6, momentum=0.9),
     paramwise_cfg=dict(
         custom_keys={
             'bn': dict(decay_mult=0, lars_exclude=True),

@@ -1,0 +1,3 @@
+from .lars import ForeachLARS
+
+__all__ = ['ForeachLARS']
