@@ -93,3 +93,23 @@ def test_sync_culprit_names_the_first_frame_outside_torch():
         caller()
     assert gpu_check.sync_culprit(exc.value).startswith('tests/test_gpu_check.py:') and \
         gpu_check.sync_culprit(exc.value).endswith('in caller')
+
+
+def test_trainees_use_the_configs_optimizer_and_the_amp_wrapper_of_train_py():
+    from mmdetcon.engine import CPUAmpOptimWrapper
+    from mmdetcon.engine.optimizers import ForeachLARS
+    gpu_check._setup_scope()
+    scale = dict(gpu_check.CPU_SCALE)
+    cfg, optim_cfg = gpu_check.algorithm_model_cfg('detcon-b', scale)
+    assert cfg['type'] == 'DetConB' and cfg['backbone']['depth'] == 18 and cfg['neck']['in_channels'] == 512
+    assert cfg['neck']['hid_channels'] == cfg['head']['predictor']['hid_channels'] == 512
+    data = gpu_check.synthetic_data('detcon-b', 2, 64, 0, pin=False)
+    assert data['masks'].shape == (2, 2, 64, 64) and data['masks'].dtype == torch.int32
+    cpu = torch.device('cpu')
+    fp32 = gpu_check.Trainee(cfg, optim_cfg, data, cpu, amp=False)
+    amp = gpu_check.Trainee(cfg, optim_cfg, data, cpu, amp=True)
+    assert type(fp32.optim).__name__ == 'OptimWrapper' and isinstance(amp.optim, CPUAmpOptimWrapper)
+    assert isinstance(fp32.optim.optimizer, ForeachLARS) and isinstance(amp.optim.optimizer, ForeachLARS)
+    detco, detco_optim = gpu_check.algorithm_model_cfg('detco', scale)
+    assert detco['queue_len'] == 256 and detco['neck']['in_channels'] == (64, 128, 256, 512)
+    assert detco_optim['optimizer']['type'] == 'SGD'

@@ -28,7 +28,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import os.path as osp
 import statistics
 import sys
