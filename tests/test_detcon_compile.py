@@ -105,6 +105,11 @@ def test_id_limit_is_checked_where_the_ids_are_made(tmp_path):
         pipe(dict(img=img, img_path='a.jpg', seg_map_path=path))
     neg = np.zeros((40, 48), np.int32)
     neg[5, 5] = -1
+    # The same check names the map LoadIdMap found through mask_root / img_root.
+    mirrored = TRANSFORMS.build(dict(type='LoadIdMap', mask_root=str(tmp_path / 'seg'),
+                                     img_root=str(tmp_path / 'img')))
+    with pytest.raises(ValueError, match=r'id map .*seg/a\.png\): segment id 256'):
+        Compose([mirrored, TRANSFORMS.build(views)])(dict(img=img, img_path=str(tmp_path / 'img' / 'a.jpg')))
     with pytest.raises(ValueError, match='segment id -1'):
         TRANSFORMS.build(views)(dict(img=img, gt_seg_map=neg, img_path='b.jpg'))
     with pytest.raises(ValueError, match='num_mask_ids'):

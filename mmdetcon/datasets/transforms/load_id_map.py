@@ -113,6 +113,7 @@ class LoadIdMap(BaseTransform):
             raise ValueError(f'id map {path} has size {ids.shape[0]}x{ids.shape[1]} (HxW) but its '
                              f'image {results.get("img_path")} is {img_hw[0]}x{img_hw[1]}')
         results['gt_seg_map'] = ids
+        results['seg_map_path'] = path  # named by MultiViewWithMask's id check
         return results
 
     def __repr__(self) -> str:
