@@ -113,3 +113,21 @@ def test_trainees_use_the_configs_optimizer_and_the_amp_wrapper_of_train_py():
     detco, detco_optim = gpu_check.algorithm_model_cfg('detco', scale)
     assert detco['queue_len'] == 256 and detco['neck']['in_channels'] == (64, 128, 256, 512)
     assert detco_optim['optimizer']['type'] == 'SGD'
+
+
+def test_sync_culprit_adds_the_torch_frame_when_torch_python_code_raised():
+    def caller():
+        torch.nn.functional.linear(torch.empty(2, 3), torch.empty(4, 5))  # raises in C++
+
+    def caller_py():  # raises inside torch's Python code
+        torch.nn.functional.normalize(torch.empty(2, 3), p=2, dim=5)
+
+    for fn, via in ((caller, False), (caller_py, True)):
+        with pytest.raises((RuntimeError, IndexError)) as exc:
+            fn()
+        culprit = gpu_check.sync_culprit(exc.value)
+        assert culprit.startswith('tests/test_gpu_check.py:') and f'in {fn.__name__}' in culprit
+        assert (' via ' in culprit) == via, culprit
+        if via:  # the torch frame's file lies in torch's package directory
+            path = culprit.split(' via ')[-1].rsplit(':', 1)[0]
+            assert osp.abspath(osp.join(ROOT, path)).startswith(osp.dirname(torch.__file__)), culprit

@@ -221,14 +221,20 @@ def run_pair(pair: str, scale: dict, device: torch.device, amp: bool) -> Dict[st
 
 # -------------------------------------------------------------------------------------------------- sync check
 def sync_culprit(exc: BaseException) -> str:
-    """The innermost frame outside torch of ``exc``'s traceback, as ``file:line in function``."""
+    """The innermost frame outside torch of ``exc``'s traceback, as ``file:line in function``, plus ``via`` the
+    innermost torch frame when the sync happened in torch's Python code."""
     torch_dir = osp.dirname(torch.__file__)
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(torch_dir)]
-    if not frames:
+
+    def where(f: traceback.FrameSummary) -> str:
+        name = osp.relpath(f.filename, ROOT) if f.filename.startswith(ROOT) else f.filename
+        return f'{name}:{f.lineno} in {f.name}'
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    outside = [f for f in frames if not f.filename.startswith(torch_dir)]
+    if not outside:
         return 'unknown frame'
-    f = frames[-1]
-    name = osp.relpath(f.filename, ROOT) if f.filename.startswith(ROOT) else f.filename
-    return f'{name}:{f.lineno} in {f.name}'
+    via = f' via {where(frames[-1])}' if frames[-1] is not outside[-1] else ''
+    return where(outside[-1]) + via
 
 
 def check_sync_free(pair: str, scale: dict, device: torch.device) -> str:
