@@ -5,9 +5,9 @@ model = dict(
     type='DetConB',
     base_momentum=0.004,  # mmengine convention: target tau = 1 - 0.004 = 0.996, cosine to 1.0
     end_momentum=0.,
-    num_samples=16,
+    num_samples=16,  # masks sampled per view (uniform over present ids, with replacement)
     # M, the id limit of the data's MultiViewWithMask (configs/_base_/datasets/*detcon*.py: 65536)
-    num_mask_ids=65536,  # masks sampled per view (uniform over present ids, with replacement)
+    num_mask_ids=65536,
     backbone=dict(
         type='ResNet',
         depth=50,
