@@ -8,7 +8,7 @@ from typing import Dict
 
 import torch
 import torch.distributed as dist
-from mmengine.dist import get_rank, get_world_size, is_distributed
+from mmengine.dist import get_world_size, is_distributed
 
 
 def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
