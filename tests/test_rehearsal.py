@@ -53,8 +53,17 @@ def test_rehearsal_detcon_byol_random(tmp_path):
     assert all(s['done'] and s['wall_s'] > 0 for s in results['steps'])
     rehearsal = json.loads((work / 'rehearsal.json').read_text())
     assert set(rehearsal['data']) == {'data/imagenet', 'data/coco', 'data/fh-masks'}
-    # the DetCon row read the FH masks that generate_masks.py wrote, one per training image
+    # generate_masks.py wrote one FH mask per training image for the DetCon row
     masks = work / 'data' / 'imagenet' / 'masks_fh'
     lines = (work / 'data' / 'imagenet' / 'meta' / 'train.txt').read_text().split('\n')
     assert all(osp.isfile(masks / (line.split()[0].rsplit('.', 1)[0] + '.png')) for line in lines if line)
     assert (work / 'results.md').read_text().count('\n| ') >= 3
+    # the plan's own commands ran: tools/dist_train.sh on 2 processes; the evaluations of the pretrained rows
+    # initialised their backbones from the export, with no key left out
+    for step in json.loads((work / 'plan.json').read_text()):
+        if step['kind'] != 'export':
+            assert step['cmd'][:2] == ['bash', 'tools/dist_train.sh'] and step['cmd'][3] == '2', step['cmd']
+    for method in ('detcon-b', 'byol'):
+        for kind in ('coco', 'linear'):
+            log = '\n'.join(f.read_text() for f in (work / method / kind).glob('*/*.log'))
+            assert f'load from {work / method / "backbone.pth"}' in log and 'missing keys' not in log, (method, kind)

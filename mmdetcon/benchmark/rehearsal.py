@@ -8,9 +8,9 @@ documented command), then writes and launches the same plan as ``--launch``
 (:func:`mmdetcon.benchmark.gpu_plan.write_plan` / :func:`~mmdetcon.benchmark.gpu_plan.launch_plan`): every
 method's real in1k config through ``tools/dist_train.sh`` on 2 CPU processes (gloo), ``extract_backbone.py``,
 COCO Mask R-CNN R50-FPN and ImageNet linear evaluation with their evaluators. Only data roots and sizes change
-(``--cfg-options`` per step kind: epochs/iterations, image scale, batch, workers), plus one evaluation setting:
-the detector's score threshold is 0, since a head trained for one iteration scores every class near 1/81,
-below the default 0.05, and would leave the COCO metric nothing to score.
+(``--cfg-options`` per step kind: epochs/iterations, image scale, batch, workers, classes, RoI counts), plus one
+evaluation setting: the detector's score threshold is 0, since a head trained for two iterations scores every
+class near 1/81, below the default 0.05, and would leave the COCO metric nothing to score.
 
 The scenes are the project's shapes renders (:func:`mmdetcon.datasets.shapes.render_image`); their numbers
 mean nothing beyond "every step ran and its evaluator produced a finite value".
@@ -175,8 +175,7 @@ def step_options(data_dir: str, methods: Sequence[str] = (), sizes: Optional[dic
     under ``data_dir``.
 
     Data roots, number of classes, batch, workers, epochs, image scale, RoI and detection counts and the log
-    interval only, and
-    the detector's test score threshold (see the module doc).
+    interval only, and the detector's test score threshold (see the module doc).
     """
     s = dict(SIZES, **(sizes or {}))
     inet = osp.join(data_dir, 'imagenet') + '/'
@@ -207,9 +206,10 @@ def step_options(data_dir: str, methods: Sequence[str] = (), sizes: Optional[dic
 
 def rehearsal_env(port: Optional[int] = None) -> Dict[str, str]:
     """The steps' environment: this interpreter first on ``PATH`` (the plan calls ``python``), one thread per
-    process, a free rendezvous port."""
+    process, the rendezvous port ``port``, else ``$PORT``, else a free one."""
     import socket
     env = dict(os.environ)
+    port = port or env.get('PORT')
     env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
     env['PYTHON'] = sys.executable
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
