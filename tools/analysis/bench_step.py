@@ -140,6 +140,20 @@ PAIRS: Dict[str, Tuple[Tuple[str, Builder], Tuple[str, Builder]]] = {
 }
 
 
+
+def cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak tensor bytes allocated on CPU during ``fn`` above the level before it: the profiler's allocation
+    and free events replayed in time order (tensor memory only, as ``torch.cuda.max_memory_allocated``)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    level = peak = 0
+    for ev in sorted(prof.events(), key=lambda e: e.time_range.start):
+        level += ev.cpu_memory_usage if ev.name == '[memory]' else ev.self_cpu_memory_usage
+        peak = max(peak, level)
+    return peak
+
+
 class _Runner:
     """One model with its optimiser and a fixed batch on ``device``."""
 
@@ -182,14 +196,7 @@ class _Runner:
             self.step()
             peak = torch.cuda.max_memory_allocated(self.device)
             return dict(step_peak_mb=(peak - before) / mib, peak_mb=peak / mib)
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            self.step()
-        level = peak = 0
-        for ev in sorted(prof.events(), key=lambda e: e.time_range.start):
-            level += ev.cpu_memory_usage if ev.name == '[memory]' else ev.self_cpu_memory_usage
-            peak = max(peak, level)
-        return dict(step_peak_mb=peak / mib)
+        return dict(step_peak_mb=cpu_peak_bytes(self.step) / mib)
 
 
 def bench_pair(name: str, args: argparse.Namespace) -> Dict[str, dict]:

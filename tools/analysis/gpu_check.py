@@ -173,14 +173,8 @@ class Trainee:
             before = torch.cuda.memory_allocated(self.device)
             self.step()
             return float(torch.cuda.max_memory_allocated(self.device) - before)
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            self.step()
-        level = peak = 0
-        for ev in sorted(prof.events(), key=lambda e: e.time_range.start):
-            level += ev.cpu_memory_usage if ev.name == '[memory]' else ev.self_cpu_memory_usage
-            peak = max(peak, level)
-        return float(peak)
+        import bench_step
+        return float(bench_step.cpu_peak_bytes(self.step))
 
     def check_finite(self, label: str) -> None:
         losses = torch.stack(self.losses).float().cpu()
