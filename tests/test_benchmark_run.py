@@ -432,13 +432,15 @@ def test_quick_end_to_end_and_redo_of_a_deleted_backbone(tmp_path):
     main = {r['method']: r for r in results['runs'] if r['role'] == 'main'}
     assert set(main) == {'detcon-b', 'byol', 'random'}
     for r in main.values():
-        assert set(r['metrics']) == set(probes.PROBES)
-        assert all(0 <= v['test'] <= 100 for v in r['metrics'].values())
+        assert set(r['metrics']) == set(probes.PROBES) | {'feature_rank'}
+        assert all(0 <= r['metrics'][p]['test'] <= 100 for p in probes.PROBES)
+        assert 0 < r['metrics']['feature_rank'] <= 8 * PROFILES['quick'].base_channels
     assert main['byol']['images_seen'] == 16 and main['byol']['images_per_s'] > 0
     assert [r['mask_source'] for r in results['runs'] if r['role'] == 'ablation'] == ['grid']
-    for name in ('results.md', 'metrics.png', 'mask_ablation.png', 'compute.png'):
+    for name in ('results.md', 'metrics.png', 'mask_ablation.png', 'compute.png', 'lr_sweep.png'):
         assert osp.getsize(osp.join(work, name)) > 0
     assert '| detcon-b | 1 |' in proc.stdout and 'DetCon-B mask source' in proc.stdout
+    assert '| detcon-b − byol | 1 |' in proc.stdout and '| byol − random | 1 |' in proc.stdout
     # a deleted export is retrained and re-evaluated, never reported from the stale record; a pretraining
     # checkpoint of the user's joins as an extra row (exported by the converter)
     os.remove(osp.join(work, 'runs', 'byol_lr1_s0', 'backbone.pth'))

@@ -9,16 +9,16 @@ import json
 import os
 import os.path as osp
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
 from . import report
 from .detection import fine_tune
-from .features import extract, load_backbone, load_labels
+from .features import effective_rank, extract, load_backbone, load_labels
 from .pretrain import export_backbone, iters_per_run, pretrain, random_backbone
 from .probes import chance_levels, run_probes
 from .profiles import METHODS, Profile
@@ -101,7 +101,11 @@ class Benchmark:
         feats = {s: extract(net, self.data_root, s, n, desc=f'{osp.basename(osp.dirname(stage_dir))} {s}')
                  for s, n in zip(SPLITS, (p.probe_images, p.val_images, p.test_images))}
         torch.save(feats, osp.join(stage_dir, 'features.pt'))
-        metrics = run_probes(feats, self.labels, p.weight_decays, p.probe_iters)
+        if not all(torch.isfinite(f).all() for f in feats.values()):  # a diverged pretraining: no probe scores
+            metrics = dict(diverged=True)
+        else:
+            metrics = dict(run_probes(feats, self.labels, p.weight_decays, p.probe_iters),
+                           feature_rank=round(effective_rank(feats['train']), 3))
         write_json_atomic(osp.join(stage_dir, 'metrics.json'), metrics)
         return dict(metrics=metrics), ['features.pt', 'metrics.json']
 
@@ -133,64 +137,133 @@ class Benchmark:
             out['detection'] = {k: det[k] for k in ('det_epochs', 'det_wall_s', 'det_cpu_s')}
         return out
 
-    def execute_all(self, runs: List[Run], desc: str) -> List[dict]:
-        trained = sum(iters_per_run(self.profile) for r in runs if r.method != 'random' and not r.checkpoint)
-        self._bar = tqdm(total=trained, desc=desc, unit='it', disable=not trained)
+    def execute_all(self, runs: List[Run], desc: str,
+                    then: Callable[[Run, List[dict]], List[Run]] = lambda run, records: []) -> List[dict]:
+        """Execute ``runs`` ``jobs`` at a time; ``then(run, records so far)`` may add runs once ``run`` is done.
+
+        Records are returned in completion order.
+        """
+        records: List[dict] = []
+        self._bar = tqdm(total=0, desc=desc, unit='it')
+        pool = ThreadPoolExecutor(max(1, self.jobs))
+        pending: Dict[Future, Run] = {}
+
+        def submit(run: Run) -> None:
+            if run.method != 'random' and not run.checkpoint:
+                with self._lock:
+                    self._bar.total += iters_per_run(self.profile)
+                    self._bar.refresh()
+            pending[pool.submit(self.execute, run)] = run
+
         try:
-            with ThreadPoolExecutor(max(1, self.jobs)) as pool:
-                return list(pool.map(self.execute, runs))
+            for run in runs:
+                submit(run)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run = pending.pop(fut)
+                    records.append(fut.result())
+                    for more in then(run, records):
+                        submit(more)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             self._bar.close()
             self._bar = None
+        return records
+
+
+def next_lr_mults(scores: Dict[float, float], bounds: Sequence[float], step: float = 4.0) -> List[float]:
+    """Where a sweep goes next: one ``step`` beyond each end of the swept multipliers that holds the best score
+    (ties: the lower lr), within ``bounds``; [] once the best has a swept lr on each side (or a bound is hit)."""
+    if not scores:
+        return []
+    mults = sorted(scores)
+    best = report.best_mult(scores)
+    out = []
+    if best == mults[0] and best / step >= bounds[0] * (1 - 1e-9):
+        out.append(best / step)
+    if best == mults[-1] and best * step <= bounds[1] * (1 + 1e-9):
+        out.append(best * step)
+    return out
 
 
 def select_lr(records: List[dict]) -> Dict[str, float]:
-    """Per method, the sweep's lr multiplier with the best held-out selection score (the first on ties)."""
-    best: Dict[str, tuple] = {}
+    """Per method, the swept lr multiplier with the best held-out selection score (the lower lr on ties)."""
+    scores: Dict[str, Dict[float, float]] = {}
     for r in records:
-        if r['lr_mult'] is None:
-            continue
-        score = report.selection_score(r)
-        if r['method'] not in best or score > best[r['method']][1]:
-            best[r['method']] = (r['lr_mult'], score)
-    return {m: v[0] for m, v in best.items()}
+        if r['lr_mult'] is not None:
+            scores.setdefault(r['method'], {})[r['lr_mult']] = report.selection_score(r)
+    return {m: report.best_mult(s) for m, s in scores.items()}
 
 
 def run_benchmark(profile: Profile, work_dir: str, seeds: int = 1, jobs: int = 1, detection_epochs: int = 0,
                   command: str = '', log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) the benchmark and write its outputs into ``work_dir``; returns the results dict."""
+    """Run (or resume) the benchmark and write its outputs into ``work_dir``; returns the results dict.
+
+    A method's further seeds (and DetCon-B's mask ablation) start as soon as its own sweep is bracketed.
+    """
     unknown = [m for m in profile.methods if m not in METHODS]
     if unknown:
         raise ValueError(f'unknown method {unknown[0]!r}; choose from {", ".join(METHODS)}')
     bench = Benchmark(profile, work_dir, jobs, detection_epochs, log)
     pretrained = [m for m in profile.methods if m != 'random']
-    first = [Run(m, 0, mult) for m in pretrained for mult in profile.lr_multipliers]
+    first = [Run(m, 0, mult) for m in pretrained for mult in sorted(set(profile.lr_multipliers))]
     floor = [Run('random', s, role='main') for s in range(seeds)] if 'random' in profile.methods else []
     extra = [Run(name, 0, role='main', checkpoint=path) for name, path in profile.extra.items()]
-    records = bench.execute_all(first + floor + extra, 'pretraining (lr sweep, seed 0)')
+    chosen: Dict[str, float] = {}
+    queued = {(r.method, r.lr_mult) for r in first}
 
-    chosen = select_lr([r for r in records if r['role'] == 'sweep'])
+    def then(run: Run, records: List[dict]) -> List[Run]:
+        """After a sweep run: extend the method's sweep, or start its further seeds once it is bracketed."""
+        m = run.method
+        swept = [r for r in records if r['method'] == m and r['role'] == 'sweep']
+        if run.role != 'sweep' or len(swept) < sum(1 for key in queued if key[0] == m):
+            return []
+        scores = {r['lr_mult']: report.selection_score(r) for r in swept}
+        more = [x for x in next_lr_mults(scores, profile.lr_bounds) if (m, x) not in queued]
+        if more:
+            log(f'{m}: best val score at an end of the sweep (lr x{select_lr(swept)[m]:g}); '
+                f'adding lr x{", x".join(f"{x:g}" for x in more)}')
+            queued.update((m, x) for x in more)
+            return [Run(m, 0, x) for x in more]
+        chosen[m] = select_lr(swept)[m]
+        later = [Run(m, s, chosen[m], role='main') for s in range(1, seeds)]
+        if m == 'detcon-b':
+            later += [Run(m, s, chosen[m], src, 'ablation') for src in profile.ablation for s in range(seeds)]
+        return later
+
+    records = bench.execute_all(first + floor + extra, 'pretraining (lr sweeps, seeds, mask ablation)', then)
     for r in records:
         if r['role'] == 'sweep' and chosen.get(r['method']) == r['lr_mult']:
             r['role'] = 'main'
-    later = [Run(m, s, chosen[m], role='main') for m in pretrained for s in range(1, seeds)]
-    if 'detcon-b' in chosen:
-        later += [Run('detcon-b', s, chosen['detcon-b'], src, 'ablation')
-                  for src in profile.ablation for s in range(seeds)]
-    if later:
-        records += bench.execute_all(later, 'pretraining (seeds, mask ablation)')
-    if detection_epochs:  # the sweep's selected rows also get their fine-tune
+    if detection_epochs:  # the reported rows also get their fine-tune
         records = [bench.execute(Run(r['method'], r['seed'], r['lr_mult'], r['mask_source'] or 'fh', 'main'))
                    if r['role'] == 'main' and 'bbox_mAP' not in r['metrics'] and not r.get('checkpoint') else r
                    for r in records]
-    return write_outputs(records, profile, work_dir, command, chosen, chance_levels(bench.labels['test']))
+    return write_outputs(records, profile, work_dir, command, chosen, chance_levels(bench.labels['test']),
+                         sweep_summary(records, profile.lr_bounds, pretrained))
+
+
+def sweep_summary(records: List[dict], bounds: Sequence[float], methods: Sequence[str]) -> Dict[str, dict]:
+    """Per method, its swept multipliers with their val selection scores (None: diverged), the selected one,
+    whether it is strictly inside the sweep and whether the sweep stopped at ``bounds``."""
+    out = {}
+    sweeps = report.sweep_points(records)
+    for method, points in [(m, sweeps[m]) for m in methods if m in sweeps]:
+        best = report.best_mult(points)
+        out[method] = dict(val_score={f'{k:g}': None if points[k] == float('-inf') else round(points[k], 3)
+                                      for k in sorted(points)},
+                           selected=best, inside=min(points) < best < max(points),
+                           at_bound=best <= bounds[0] * (1 + 1e-9) or best >= bounds[1] * (1 - 1e-9))
+    return out
 
 
 def write_outputs(records: List[dict], profile: Profile, work_dir: str, command: str,
-                  chosen: Dict[str, float], chance: Dict[str, float]) -> dict:
+                  chosen: Dict[str, float], chance: Dict[str, float], sweeps: Optional[dict] = None) -> dict:
     methods = list(profile.methods) + [m for m in profile.extra]
-    results = dict(profile=profile.to_dict(), command=command, selected_lr_mult=chosen, chance=chance,
-                   summary=report.summary(records, methods), runs=records)
+    results = dict(profile=profile.to_dict(), command=command, selected_lr_mult=chosen, sweeps=sweeps or {},
+                   chance=chance, summary=report.summary(records, methods), paired=report.paired(records, methods),
+                   runs=records)
     write_json_atomic(osp.join(work_dir, 'results.json'), results)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(report.markdown(records, methods, profile.to_dict(), command, chance))

@@ -69,3 +69,15 @@ def extract(net: torch.nn.Module, data_root: str, split: str, num: int, batch: i
     for start in tqdm(range(0, num, batch), desc=desc or f'features {split}', leave=False):
         out.append(net(load_images(data_root, split, start, min(num, start + batch)))[-1])
     return torch.cat(out)
+
+
+def effective_rank(feats: torch.Tensor) -> float:
+    """exp of the entropy of the normalised squared singular values of the centred, globally average-pooled
+    (N, C, h, w) features: 1 for features on one line, C for isotropic ones (collapse shows as a low rank)."""
+    x = feats.double().mean((2, 3))  # [N, C]
+    s2 = torch.linalg.svdvals(x - x.mean(0)).pow(2)
+    if s2.sum() == 0:
+        return 0.0  # constant features
+    p = s2 / s2.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))

@@ -30,8 +30,10 @@ class Profile:
     ``image_size`` px, so the last feature map has ``image_size / 16`` cells per side with strides (1, 2, 2, 1).
     The default budget is 20 480 images seen: 5 epochs (the shapes configs' own schedule, 1 warm-up epoch where
     they have one) of 4096 images; at equal steps, more distinct images generalise better (see docs/benchmark.md).
-    ``lr_multipliers`` scale each config's lr (the recipe's, linearly scaled to batch 32): the sweep run on seed
-    0 and scored on the held-out ``val`` split. ``weight_decays`` is the probes' L2 grid, chosen on ``val``.
+    ``lr_multipliers`` scale each config's lr (the recipe's, linearly scaled to batch 32): the sweep's first points,
+    run on seed 0 and scored on the held-out ``val`` split; while the best point is an end of the sweep, the sweep
+    goes one ×4 step further on that side, within ``lr_bounds`` (so the selected lr has a swept lr on each side).
+    ``weight_decays`` is the probes' L2 grid, chosen on ``val``.
     ``shape_only``, ``object_size``, ``num_objects`` and ``style`` are the scenes' generation parameters
     (:func:`mmdetcon.datasets.shapes.render_image`): by default flat grey shapes, 1-3 per image, radius 15-30 %
     of the side, the class being the shape alone (docs/benchmark.md says why).
@@ -46,7 +48,8 @@ class Profile:
     batch_size: int = 32
     base_channels: int = 32
     strides: Tuple[int, ...] = (1, 2, 2, 1)
-    lr_multipliers: Tuple[float, ...] = (1.0, 4.0, 16.0)
+    lr_multipliers: Tuple[float, ...] = (4.0, 16.0, 64.0)
+    lr_bounds: Tuple[float, ...] = (1 / 16, 1024.0)
     weight_decays: Tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     probe_iters: int = 100
     methods: Tuple[str, ...] = tuple(METHODS)
@@ -75,6 +78,7 @@ PROFILES: Dict[str, Profile] = {
     'default': Profile(name='default'),
     # a smoke run of every stage: tiny images, two methods and the floor, two iterations each
     'quick': Profile(name='quick', image_size=32, train_images=16, probe_images=16, val_images=8, test_images=8,
-                     epochs=1, batch_size=8, base_channels=16, lr_multipliers=(1.0, ), weight_decays=(1e-3, ),
+                     epochs=1, batch_size=8, base_channels=16, lr_multipliers=(1.0, ), lr_bounds=(1.0, 1.0),
+                     weight_decays=(1e-3, ),
                      probe_iters=20, methods=('detcon-b', 'byol', 'random'), ablation=('grid', )),
 }

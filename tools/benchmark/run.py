@@ -3,10 +3,11 @@
 ``python tools/benchmark/run.py [--profile default|quick|in1k-coco] [--methods ...] [--seeds N] [--jobs N]``
 
 Pretrains every method on the shape-only shapes scenes (same backbone, views, batch and images seen), sweeps the
-lr on seed 0 and picks it on the held-out val split, exports each online backbone with extract_backbone.py,
-fits the same dense / object / multi-label linear probes on frozen features (``--detection`` adds a Mask R-CNN
-fine-tune) and writes results.json, results.md and PNG plots to the work dir. Finished stages are reused, so an
-interrupted run resumes. ``--profile in1k-coco`` writes the real-scale plan (plan.sh) and ``--launch`` runs it.
+lr on seed 0 (by x4 steps until the best val score has a swept lr on each side) and picks it on the held-out val
+split, exports each online backbone with extract_backbone.py, fits the same dense / object / multi-label linear
+probes on frozen features (``--detection`` adds a Mask R-CNN fine-tune) and writes results.json, results.md (with
+paired 95 % intervals over seeds) and PNG plots to the work dir. Finished stages are reused, so an interrupted run
+resumes. ``--profile in1k-coco`` writes the real-scale plan (plan.sh) and ``--launch`` runs it.
 See docs/benchmark.md.
 """
 import argparse
