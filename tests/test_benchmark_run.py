@@ -431,6 +431,7 @@ def test_quick_end_to_end_and_redo_of_a_deleted_backbone(tmp_path):
         results = json.load(f)
     main = {r['method']: r for r in results['runs'] if r['role'] == 'main'}
     assert set(main) == {'detcon-b', 'byol', 'random'}
+    assert results['command'].endswith(f'--quick --work-dir {work}') and 0 < results['wall_min'] < 15
     for r in main.values():
         assert set(r['metrics']) == set(probes.PROBES) | {'feature_rank'}
         assert all(0 <= r['metrics'][p]['test'] <= 100 for p in probes.PROBES)

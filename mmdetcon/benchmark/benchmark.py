@@ -9,6 +9,7 @@ import json
 import os
 import os.path as osp
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
@@ -201,7 +202,9 @@ def run_benchmark(profile: Profile, work_dir: str, seeds: int = 1, jobs: int = 1
     """Run (or resume) the benchmark and write its outputs into ``work_dir``; returns the results dict.
 
     A method's further seeds (and DetCon-B's mask ablation) start as soon as its own sweep is bracketed.
+    ``results.json`` records ``wall_min``: this invocation's wall time (reused stages cost nothing).
     """
+    start = time.time()
     unknown = [m for m in profile.methods if m not in METHODS]
     if unknown:
         raise ValueError(f'unknown method {unknown[0]!r}; choose from {", ".join(METHODS)}')
@@ -241,7 +244,7 @@ def run_benchmark(profile: Profile, work_dir: str, seeds: int = 1, jobs: int = 1
                    if r['role'] == 'main' and 'bbox_mAP' not in r['metrics'] and not r.get('checkpoint') else r
                    for r in records]
     return write_outputs(records, profile, work_dir, command, chosen, chance_levels(bench.labels['test']),
-                         sweep_summary(records, profile.lr_bounds, pretrained))
+                         sweep_summary(records, profile.lr_bounds, pretrained), (time.time() - start) / 60)
 
 
 def sweep_summary(records: List[dict], bounds: Sequence[float], methods: Sequence[str]) -> Dict[str, dict]:
@@ -259,13 +262,15 @@ def sweep_summary(records: List[dict], bounds: Sequence[float], methods: Sequenc
 
 
 def write_outputs(records: List[dict], profile: Profile, work_dir: str, command: str,
-                  chosen: Dict[str, float], chance: Dict[str, float], sweeps: Optional[dict] = None) -> dict:
+                  chosen: Dict[str, float], chance: Dict[str, float], sweeps: Optional[dict] = None,
+                  wall_min: Optional[float] = None) -> dict:
     methods = list(profile.methods) + [m for m in profile.extra]
-    results = dict(profile=profile.to_dict(), command=command, selected_lr_mult=chosen, sweeps=sweeps or {},
-                   chance=chance, summary=report.summary(records, methods), paired=report.paired(records, methods),
+    results = dict(profile=profile.to_dict(), command=command,
+                   wall_min=None if wall_min is None else round(wall_min, 1), selected_lr_mult=chosen,
+                   sweeps=sweeps or {}, chance=chance, summary=report.summary(records, methods), paired=report.paired(records, methods),
                    runs=records)
     write_json_atomic(osp.join(work_dir, 'results.json'), results)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
-        f.write(report.markdown(records, methods, profile.to_dict(), command, chance))
+        f.write(report.markdown(records, methods, profile.to_dict(), command, chance, results['wall_min']))
     results['plots'] = report.plots(records, methods, work_dir, chance)
     return results

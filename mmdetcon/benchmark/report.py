@@ -120,11 +120,12 @@ def summary(runs: List[dict], methods: Sequence[str]) -> dict:
 
 
 def markdown(runs: List[dict], methods: Sequence[str], profile: dict, command: str,
-             chance: Optional[Dict[str, float]] = None) -> str:
+             chance: Optional[Dict[str, float]] = None, wall_min: Optional[float] = None) -> str:
     """results.md: main table, DetCo/DetCon against their baselines, mask ablation, lr sweep."""
     rows = main_rows(runs, methods)
     cols = metrics_of([r for rs in rows.values() for r in rs])
-    lines = [f'# Benchmark results (profile `{profile["name"]}`)', '', f'Command: `{command}`', '',
+    lines = [f'# Benchmark results (profile `{profile["name"]}`)', '',
+             f'Command: `{command}`' + (f' ({wall_min:.1f} min wall)' if wall_min else ''), '',
              f'Test split, mean ± std over seeds (n per row). ResNet-18 width {profile["base_channels"]}, '
              f'strides {tuple(profile["strides"])}, {profile["image_size"]} px views, batch {profile["batch_size"]}, '
              f'{profile["epochs"]} epochs of {profile["train_images"]} images; lr chosen per method on the '
@@ -288,5 +289,5 @@ def rewrite_report(results_json: str, out_dir=None) -> List[str]:
     md = osp.join(out_dir, 'results.md')
     with open(md, 'w') as f:
         f.write(markdown(results['runs'], methods, results['profile'], results.get('command', ''),
-                         results.get('chance')))
+                         results.get('chance'), results.get('wall_min')))
     return [md] + plots(results['runs'], methods, out_dir, results.get('chance'))
