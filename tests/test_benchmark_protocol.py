@@ -145,8 +145,8 @@ def test_effective_rank_hand_cases():
 
 
 def test_diverged_run_scores_minus_inf_and_is_never_selected():
-    ok = dict(method='byol', lr_mult=4.0, metrics={p: dict(val=1.0, test=1.0) for p in PROBES})
-    bad = dict(method='byol', lr_mult=16.0, metrics=dict(diverged=True))
+    ok = dict(method='byol', lr_mult=4.0, seed=0, role='sweep', metrics={p: dict(val=1.0, test=1.0) for p in PROBES})
+    bad = dict(method='byol', lr_mult=16.0, seed=0, role='sweep', metrics=dict(diverged=True))
     assert report.selection_score(bad) == float('-inf')
     assert benchmark.select_lr([bad, ok]) == {'byol': 4.0}
 

@@ -99,9 +99,10 @@ def test_miou_and_map_hand_cases():
 
 def test_select_lr_uses_val_scores_only():
     def rec(method, mult, val, test):
-        return dict(method=method, lr_mult=mult, metrics={p: dict(val=val, test=test) for p in probes.PROBES})
+        return dict(method=method, lr_mult=mult, seed=0, role='sweep',
+                    metrics={p: dict(val=val, test=test) for p in probes.PROBES})
     records = [rec('byol', 1.0, 50, 90), rec('byol', 4.0, 60, 10), rec('byol', 16.0, 60, 99),
-               rec('random', None, 0, 0)]
+               dict(rec('random', None, 0, 0), role='main')]
     assert select_lr(records) == {'byol': 4.0}  # best val; the first on ties; test never looked at
 
 

@@ -189,12 +189,8 @@ def next_lr_mults(scores: Dict[float, float], bounds: Sequence[float], step: flo
 
 
 def select_lr(records: List[dict]) -> Dict[str, float]:
-    """Per method, the swept lr multiplier with the best held-out selection score (the lower lr on ties)."""
-    scores: Dict[str, Dict[float, float]] = {}
-    for r in records:
-        if r['lr_mult'] is not None:
-            scores.setdefault(r['method'], {})[r['lr_mult']] = report.selection_score(r)
-    return {m: report.best_mult(s) for m, s in scores.items()}
+    """Per method, the seed-0 swept lr multiplier with the best held-out selection score (the lower lr on ties)."""
+    return {m: report.best_mult(points) for m, points in report.sweep_points(records).items()}
 
 
 def run_benchmark(profile: Profile, work_dir: str, seeds: int = 1, jobs: int = 1, detection_epochs: int = 0,
@@ -219,17 +215,16 @@ def run_benchmark(profile: Profile, work_dir: str, seeds: int = 1, jobs: int = 1
     def then(run: Run, records: List[dict]) -> List[Run]:
         """After a sweep run: extend the method's sweep, or start its further seeds once it is bracketed."""
         m = run.method
-        swept = [r for r in records if r['method'] == m and r['role'] == 'sweep']
-        if run.role != 'sweep' or len(swept) < sum(1 for key in queued if key[0] == m):
-            return []
-        scores = {r['lr_mult']: report.selection_score(r) for r in swept}
+        scores = report.sweep_points(records).get(m, {})
+        if run.role != 'sweep' or len(scores) < sum(1 for key in queued if key[0] == m):
+            return []  # not a sweep run, or the method's sweep is still running
         more = [x for x in next_lr_mults(scores, profile.lr_bounds) if (m, x) not in queued]
         if more:
-            log(f'{m}: best val score at an end of the sweep (lr x{select_lr(swept)[m]:g}); '
+            log(f'{m}: best val score at an end of the sweep (lr x{report.best_mult(scores):g}); '
                 f'adding lr x{", x".join(f"{x:g}" for x in more)}')
             queued.update((m, x) for x in more)
             return [Run(m, 0, x) for x in more]
-        chosen[m] = select_lr(swept)[m]
+        chosen[m] = select_lr(records)[m]
         later = [Run(m, s, chosen[m], role='main') for s in range(1, seeds)]
         if m == 'detcon-b':
             later += [Run(m, s, chosen[m], src, 'ablation') for src in profile.ablation for s in range(seeds)]
@@ -267,8 +262,8 @@ def write_outputs(records: List[dict], profile: Profile, work_dir: str, command:
     methods = list(profile.methods) + [m for m in profile.extra]
     results = dict(profile=profile.to_dict(), command=command,
                    wall_min=None if wall_min is None else round(wall_min, 1), selected_lr_mult=chosen,
-                   sweeps=sweeps or {}, chance=chance, summary=report.summary(records, methods), paired=report.paired(records, methods),
-                   runs=records)
+                   sweeps=sweeps or {}, chance=chance, summary=report.summary(records, methods),
+                   paired=report.paired(records, methods), runs=records)
     write_json_atomic(osp.join(work_dir, 'results.json'), results)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(report.markdown(records, methods, profile.to_dict(), command, chance, results['wall_min']))

@@ -32,6 +32,11 @@ def _mean_std(values: Sequence[Optional[float]]) -> Tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
+def _stats(values: Sequence[Optional[float]]) -> dict:
+    """mean, std and n of the values that are there."""
+    return dict(zip(('mean', 'std'), _mean_std(values)), n=sum(v is not None for v in values))
+
+
 def _fmt(values: Sequence[Optional[float]]) -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -104,18 +109,16 @@ def summary(runs: List[dict], methods: Sequence[str]) -> dict:
     """Mean, std and n of every test metric and of the compute, per method (and per mask source)."""
     out = {}
     for method, rs in main_rows(runs, methods).items():
-        out[method] = {m: dict(zip(('mean', 'std'), _mean_std([test_value(r, m) for r in rs])), n=len(rs))
-                       for m in metrics_of(rs)}
-        ranks = [r['metrics'].get('feature_rank') for r in rs if r['metrics'].get('feature_rank') is not None]
-        if ranks:
-            out[method]['feature_rank'] = dict(zip(('mean', 'std'), _mean_std(ranks)), n=len(ranks))
+        out[method] = {m: _stats([test_value(r, m) for r in rs]) for m in metrics_of(rs)}
+        ranks = [r['metrics'].get('feature_rank') for r in rs]
+        if any(v is not None for v in ranks):
+            out[method]['feature_rank'] = _stats(ranks)
         out[method]['lr'] = rs[0]['lr']
         for k in ('wall_s', 'cpu_s', 'images_per_s'):
             vals = [r[k] for r in rs if r[k] is not None]
             out[method][k] = float(np.mean(vals)) if vals else None
     for src, rs in ablation_rows(runs).items():
-        out[f'detcon-b[{src}]'] = {m: dict(zip(('mean', 'std'), _mean_std([test_value(r, m) for r in rs])),
-                                           n=len(rs)) for m in metrics_of(rs)}
+        out[f'detcon-b[{src}]'] = {m: _stats([test_value(r, m) for r in rs]) for m in metrics_of(rs)}
     return out
 
 
@@ -255,15 +258,17 @@ def plots(runs: List[dict], methods: Sequence[str], out_dir: str,
     sweep = sweep_points(runs)
     if sweep:
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        finite = [v for points in sweep.values() for v in points.values() if np.isfinite(v)]
+        floor = min(finite) if finite else 0.0  # where diverged points are drawn
         for i, m in enumerate([m for m in methods if m in sweep]):
             points = sweep[m]
             xs = [x for x in sorted(points) if np.isfinite(points[x])]
             ax.plot(xs, [points[x] for x in xs], 'o-', color=f'C{i}', label=m, ms=4)
             bad = [x for x in sorted(points) if not np.isfinite(points[x])]
-            if bad:
-                ax.plot(bad, [min(v for v in points.values() if np.isfinite(v))] * len(bad), 'x', color=f'C{i}')
+            ax.plot(bad, [floor] * len(bad), 'x', color=f'C{i}')
             best = best_mult(points)
-            ax.plot([best], [points[best]], 'o', ms=11, mfc='none', color=f'C{i}')
+            if np.isfinite(points[best]):
+                ax.plot([best], [points[best]], 'o', ms=11, mfc='none', color=f'C{i}')
         ax.set_xscale('log', base=2)
         ax.set_xlabel('lr multiplier (× the recipe lr, linearly scaled to the batch)', fontsize=9)
         ax.set_ylabel('val selection score (mean of probe val scores)', fontsize=9)
